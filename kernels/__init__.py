@@ -1,0 +1,26 @@
+"""Triton kernels for the course, each beside the plain-torch reference it must equal.
+
+Without a GPU, Triton runs kernels in its interpreter (`TRITON_INTERPRET=1`), which must be set
+before any `@triton.jit` function is defined: this package sets it here, so learners never have
+to. Triton ships wheels for Linux only; elsewhere `TRITON_AVAILABLE` is False and
+`TRITON_UNAVAILABLE_REASON` says why.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+try:
+    import triton  # noqa: F401
+
+    TRITON_AVAILABLE, TRITON_UNAVAILABLE_REASON = True, ""
+except ImportError as e:  # macOS, Windows: no triton wheels
+    TRITON_AVAILABLE = False
+    TRITON_UNAVAILABLE_REASON = f"Triton is not installed ({e}); it ships wheels for Linux only."
+
+TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"

@@ -1,0 +1,170 @@
+"""MiniLLM: a small pre-norm transformer over bytes, with RoPE, masks and KV caches.
+
+The architecture is GPT-2's (Radford et al., 2019) as nanoGPT writes it, with rotary position
+embeddings (Su et al., 2021, arXiv 2104.09864) instead of learned ones, no biases, and the input
+embedding tied to the output head. What it adds for this course: every forward can take explicit
+positions, a mask_mod, or a KV cache that decides both, and can return its attention weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import masks
+from .attention import AttentionStep, rope_attention
+from .cache import KVCache
+from .config import ModelConfig
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, T, V)
+    attn: list[torch.Tensor] | None = None  # per layer (B, H, T, S), when return_attn=True
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; the keys it attends to may come from a cache."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.rope_base = config.n_heads, config.rope_base
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        step: AttentionStep,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        return_attn: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)  # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, S, D): cached keys + new ones, before RoPE
+        y, weights = rope_attention(q, k, v, step, self.rope_base, return_attn)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.proj(y), weights
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.mlp_ratio * config.d_model, bias=False)
+        self.down = nn.Linear(config.mlp_ratio * config.d_model, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """x + attention(norm(x)), then x + mlp(norm(x)). MEGABYTE and the ∞-former reuse it."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.attn = Attention(config)
+        self.norm2 = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        step: AttentionStep,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        return_attn: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.norm1(x), step, cache, layer, return_attn)
+        x = x + a
+        return x + self.mlp(self.norm2(x)), weights
+
+
+def full_sequence_step(
+    T: int, positions: torch.Tensor | None, mask_mod: masks.MaskMod | None, device: torch.device
+) -> AttentionStep:
+    """The AttentionStep of a forward over a whole sequence: positions 0..T-1 unless given,
+    causal unless a mask_mod says otherwise (its indices are token indices, not positions)."""
+    if positions is None:
+        positions = torch.arange(T, device=device)
+    if mask_mod is None:
+        return AttentionStep(positions, positions, is_causal=True)
+    return AttentionStep(positions, positions, masks.materialize(mask_mod, T).to(device))
+
+
+class MiniLLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.embed.weight  # tied: one table maps bytes to vectors and back
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("proj.weight", "down.weight")):
+                nn.init.normal_(p, std=0.02 / (2 * config.n_layers) ** 0.5)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        mask_mod: masks.MaskMod | None = None,
+        cache: KVCache | None = None,
+        return_attn: bool = False,
+    ) -> ModelOutput:
+        """Logits (B, T, V) for token ids (B, T).
+
+        Without a cache the tokens are one sequence at `positions` (default 0..T-1) under
+        `mask_mod` (default causal). With a cache the tokens follow the cached ones and the cache
+        decides positions and mask, so `positions` and `mask_mod` must be None.
+        """
+        self._check_inputs(ids, positions, mask_mod, cache)
+        B, T = ids.shape
+        if cache is None:
+            step = full_sequence_step(T, positions, mask_mod, ids.device)
+        else:
+            step = cache.begin(T, ids.device)
+        x = self.embed(ids)  # (B, T, C)
+        attn = []
+        try:
+            for layer, block in enumerate(self.blocks):
+                x, weights = block(x, step, cache, layer, return_attn)
+                attn.append(weights)
+        finally:
+            if cache is not None:
+                cache.end()
+        logits = self.head(self.norm(x))  # (B, T, V)
+        return ModelOutput(logits, attn if return_attn else None)
+
+    def _check_inputs(self, ids, positions, mask_mod, cache) -> None:
+        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32, torch.int64):
+            raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"ids must lie in 0..{self.config.vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+            if positions is not None or mask_mod is not None:
+                raise ValueError("with a cache, leave positions and mask_mod to the cache (pass None)")
+        if positions is not None and (positions.dim() != 1 or len(positions) != ids.shape[1]):
+            raise ValueError(f"positions must have shape (T,) with T={ids.shape[1]}, got {tuple(positions.shape)}")

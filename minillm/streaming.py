@@ -1,0 +1,66 @@
+"""Language modelling over streams longer than the training context.
+
+`stream_nll` feeds a stream one token at a time through a KV cache (dense, window, sinks, Λ) and
+records the loss of every next token: the evaluation of StreamingLLM's Figure 3. `recompute_nll`
+is the "sliding window with re-computation" baseline: every token is predicted by a fresh forward
+over the last tokens, which costs O(L^2) per token instead of O(L).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .cache import KVCache
+from .model import MiniLLM
+
+
+def _as_ids(ids: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
+    ids = torch.as_tensor(ids, dtype=torch.long, device=device)
+    if ids.dim() != 1 or len(ids) < 2:
+        raise ValueError(f"ids must be a 1-D sequence of at least 2 tokens, got shape {tuple(ids.shape)}")
+    return ids
+
+
+@torch.no_grad()
+def stream_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """NLL (nats) of every next token, ids fed one at a time through `cache`: shape (len(ids)-1,)."""
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+    if cache.seen:
+        raise ValueError("cache must be empty: give stream_nll a fresh cache")
+    ids = _as_ids(ids, next(model.parameters()).device)
+    nll = torch.empty(len(ids) - 1)
+    for t in range(len(ids) - 1):
+        logits = model(ids[None, t : t + 1], cache=cache).logits[0, -1]  # (V,)
+        nll[t] = F.cross_entropy(logits.float(), ids[t + 1]).cpu()
+    return nll
+
+
+@torch.no_grad()
+def recompute_nll(
+    model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int, batch_size: int = 64
+) -> torch.Tensor:
+    """NLL of every next token, each predicted by a fresh forward over that token and the `window`
+    tokens before it (the same tokens a WindowCache(window) keeps). Shape (len(ids)-1,).
+
+    Forwards are batched: all full windows have the same length, so `batch_size` of them run as one.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    ids = _as_ids(ids, next(model.parameters()).device)
+    n = len(ids) - 1
+    nll = torch.empty(n)
+    # Warm-up: while t < window the whole prefix fits, so one causal forward gives those losses.
+    head = min(n, window)
+    logits = model(ids[None, : head]).logits[0]  # (head, V)
+    nll[:head] = F.cross_entropy(logits.float(), ids[1 : head + 1], reduction="none").cpu()
+    # Then one window ending at each t >= window, i.e. the slices ids[t - window : t + 1].
+    for start in range(head, n, batch_size):
+        ts = torch.arange(start, min(start + batch_size, n), device=ids.device)
+        windows = ids[ts[:, None] + torch.arange(-window, 1, device=ids.device)]  # (b, window + 1)
+        last = model(windows).logits[:, -1]  # (b, V)
+        nll[start : start + len(ts)] = F.cross_entropy(last.float(), ids[ts + 1], reduction="none").cpu()
+    return nll

@@ -1,0 +1,222 @@
+"""Training: named presets, seeded, resumable, with the diagnostics the course needs.
+
+    python -m minillm.train --preset base                 # trains, resuming from runs/base/ if there
+    python -m minillm.train --preset base --checkpoint base   # ... then writes minillm/checkpoints/base.*
+
+Every `eval_every` steps the run logs (runs/NAME/log.jsonl) the validation loss in bits per byte,
+the attention mass on position 0 per layer and head (the attention-sink diagnostic) and, on a
+prose stream six contexts long, the perplexity of window attention against attention sinks: the
+numbers that tell whether the model has grown sinks yet. The whole state (weights, optimizer, data
+generator, step) is saved every `save_every` steps, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import data
+from .cache import SinkCache, WindowCache
+from .config import ModelConfig
+from .model import MiniLLM
+from .probes import sink_mass
+from .streaming import stream_nll
+from .tokenizer import ByteTokenizer
+
+BOS, SINK = ByteTokenizer.bos_id, ByteTokenizer.sink_id
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = 32
+    steps: int = 20_000
+    lr: float = 2e-3  # peak learning rate (AdamW), after a linear warm-up
+    min_lr: float = 2e-4  # cosine decay ends here
+    warmup: int = 200
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    prose_fraction: float = 0.5  # share of each batch drawn from prose; the rest is code
+    prefix: tuple[int, ...] = (BOS,)  # tokens every sample starts with
+    seed: int = 0
+    eval_every: int = 500
+    save_every: int = 250
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "eval_every", "save_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.prose_fraction <= 1:
+            raise ValueError(f"TrainConfig.prose_fraction must be in [0, 1], got {self.prose_fraction}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # the course's model: 4 layers, d=128, context 128
+    "base": TrainConfig(),
+    # the same recipe with StreamingLLM's learnable sink token prepended to every sample (§3.3)
+    "sink_token": TrainConfig(prefix=(SINK, BOS)),
+    # seconds on a CPU: for tests and notebook demos
+    "tiny": TrainConfig(
+        model=ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=32),
+        batch_size=8, steps=50, warmup=10, eval_every=25, save_every=25,
+    ),
+}
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.min_lr at cfg.steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def get_batch(cfg: TrainConfig, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch mixing prose and code rows, each starting with cfg.prefix."""
+    n_prose = round(cfg.batch_size * cfg.prose_fraction)
+    parts = [(kind, n) for kind, n in (("prose", n_prose), ("code", cfg.batch_size - n_prose)) if n]
+    batches = [
+        data.sample_batch(data.load_bytes(kind, split), n, cfg.model.max_seq_len, generator, cfg.prefix)
+        for kind, n in parts
+    ]
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
+def make_optimizer(model: MiniLLM, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms), as nanoGPT does."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def evaluate(model: MiniLLM, cfg: TrainConfig) -> dict:
+    """Validation bits per byte per kind, sink mass per layer/head, window vs sink perplexity."""
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)  # the same validation batches every time
+    T = cfg.model.max_seq_len
+    out = {}
+    for kind in data.KINDS:
+        x, y = data.sample_batch(data.load_bytes(kind, "val"), 32, T, gen, cfg.prefix)
+        loss = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
+        out[f"val_bpb_{kind}"] = round(loss.item() / math.log(2), 4)
+    x, _ = data.sample_batch(data.load_bytes("prose", "val"), 8, T, gen, cfg.prefix)
+    out["sink_mass"] = [[round(m, 3) for m in row] for row in sink_mass(model, x).tolist()]
+    # A stream 6 contexts long, cache of half a context: after eviction, how much does losing the
+    # first tokens cost? (the measure of chapter 03)
+    stream = list(cfg.prefix) + data.eval_stream("prose", "val", 6 * T)[1:]
+    window = T // 2
+    evicted = slice(window + len(cfg.prefix), None)
+    window_ppl = stream_nll(model, stream, WindowCache(window))[evicted].mean().exp().item()
+    sink_ppl = stream_nll(model, stream, SinkCache(4, window - 4))[evicted].mean().exp().item()
+    out["stream_ppl_window"], out["stream_ppl_sink4"] = round(window_ppl, 3), round(sink_ppl, 3)
+    model.train()
+    return out
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
+          progress: bool = True) -> MiniLLM:
+    """Train (or resume) a run in out_dir; returns the model. Stops early after max_minutes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = out_dir / "state.pt", out_dir / "log.jsonl"
+    torch.manual_seed(cfg.seed)
+    model = MiniLLM(cfg.model)
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{state_path} was trained with another config; use another --out or --no-resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step = state["step"]
+    elif log_path.exists():
+        log_path.unlink()
+
+    def save() -> None:
+        state = {"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "generator": generator.get_state(), "step": step}
+        torch.save(state, out_dir / "state.tmp")
+        (out_dir / "state.tmp").replace(state_path)  # atomic: a kill never leaves half a file
+
+    start = time.time()
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train")
+    while step < cfg.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        x, y = get_batch(cfg, "train", generator)
+        loss = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(bpb=f"{loss.item() / math.log(2):.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record = {"step": step, "train_bpb": round(loss.item() / math.log(2), 4), **evaluate(model, cfg),
+                      "minutes": round((time.time() - start) / 60, 2)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.write(json.dumps({k: v for k, v in record.items() if k != "sink_mass"}))
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save()
+        if max_minutes is not None and time.time() - start > 60 * max_minutes:
+            save()
+            break
+    bar.close()
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a MiniLLM preset (resumable).")
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    parser.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
+    parser.add_argument("--checkpoint", default=None, help="when done, save as minillm/checkpoints/NAME")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = PRESETS[args.preset]
+    cfg = replace(cfg, **{k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None})
+    out = Path(args.out or f"runs/{args.preset}")
+    model = train(cfg, out, resume=not args.no_resume, max_minutes=args.max_minutes)
+    state = torch.load(out / "state.pt", weights_only=False)
+    if args.checkpoint and state["step"] >= cfg.steps:
+        from .pretrained import save_checkpoint
+
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        meta = {
+            "preset": args.preset,
+            "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+            "corpus_sha256": {kind: data.corpus_sha256(kind) for kind in data.KINDS},
+            "steps": state["step"],
+            "final": log[-1],
+            "command": "python -m minillm.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+        }
+        print("saved", save_checkpoint(model, args.checkpoint, meta))
+
+
+if __name__ == "__main__":
+    main()

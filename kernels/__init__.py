@@ -24,3 +24,28 @@ except ImportError as e:  # macOS, Windows: no triton wheels
     TRITON_UNAVAILABLE_REASON = f"Triton is not installed ({e}); it ships wheels for Linux only."
 
 TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+# Imported after the flags above: block_sparse reads them, and Triton must see TRITON_INTERPRET first.
+from .attention_torch import blocked_attention, reference_attention  # noqa: E402
+from .block_map import (  # noqa: E402
+    block_map,
+    block_map_from_mask,
+    count_visited_blocks,
+    mask_mod_for,
+    visited_kv_blocks,
+)
+from .block_sparse import block_sparse_attention  # noqa: E402
+
+__all__ = [
+    "TRITON_AVAILABLE",
+    "TRITON_INTERPRETED",
+    "TRITON_UNAVAILABLE_REASON",
+    "block_map",
+    "block_map_from_mask",
+    "block_sparse_attention",
+    "blocked_attention",
+    "count_visited_blocks",
+    "mask_mod_for",
+    "reference_attention",
+    "visited_kv_blocks",
+]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .rope import apply_rope
+from .rope import apply_rope, rope_cos_sin, rotate
 
 
 @dataclass
@@ -30,6 +30,19 @@ class AttentionStep:
     mask: torch.Tensor | None = None
     is_causal: bool = False
     max_distance: int | None = None
+
+    def __post_init__(self) -> None:
+        self._rotations: dict = {}  # every layer rotates at the same positions: compute once
+
+    def rotations(self, head_dim: int, base: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """(cos_q, sin_q, cos_k, sin_k) of RoPE at q_pos and k_pos, cached for the step."""
+        key = (head_dim, base, dtype)
+        if key not in self._rotations:
+            self._rotations[key] = (
+                *rope_cos_sin(self.q_pos, head_dim, base, dtype),
+                *rope_cos_sin(self.k_pos, head_dim, base, dtype),
+            )
+        return self._rotations[key]
 
     def full_mask(self) -> torch.Tensor | None:
         """The mask as a bool (T, S) tensor, or None when every key is visible."""
@@ -72,8 +85,8 @@ def rope_attention(
 
     Returns (out (B, H, T, D), weights (B, H, T, S) or None).
     """
-    q_rot = apply_rope(q, step.q_pos, rope_base)
-    k_rot = apply_rope(k, step.k_pos, rope_base)
+    cos_q, sin_q, cos_k, sin_k = step.rotations(q.shape[-1], rope_base, q.dtype)
+    q_rot, k_rot = rotate(q, cos_q, sin_q), rotate(k, cos_k, sin_k)
     if step.max_distance is None and not return_weights:
         out = F.scaled_dot_product_attention(q_rot, k_rot, v, attn_mask=step.mask, is_causal=step.is_causal)
         return out, None

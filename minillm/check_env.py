@@ -54,7 +54,7 @@ def main() -> int:
         print(f"device: {device_line()}")
         print(f"triton: {triton_line()}")
     if missing:
-        print(f"missing: {', '.join(missing)}; install with: python -m pip install -e \".[dev]\"")
+        print(f'missing: {", ".join(missing)}; install with: python -m pip install -e ".[dev]"')
     return 1 if missing else 0
 
 

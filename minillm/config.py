@@ -24,9 +24,7 @@ class ModelConfig:
             if value <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {value}")
         if self.d_model % self.n_heads:
-            raise ValueError(
-                f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
+            raise ValueError(f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.head_dim % 2:
             raise ValueError(f"the head dim d_model // n_heads must be even for RoPE, got {self.head_dim}")
         if not self.rope_base > 1:

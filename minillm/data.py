@@ -9,7 +9,7 @@ document i goes to "test" when i % 10 == 7, to "val" when i % 10 == 3, else to "
 from __future__ import annotations
 
 import lzma
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ def _check(kind: str, split: str | None = None) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_documents(kind: str) -> tuple[str, ...]:
     """All documents of one kind, in corpus order."""
     _check(kind)
@@ -44,7 +44,7 @@ def split_of(index: int) -> str:
     return {7: "test", 3: "val"}.get(index % 10, "train")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_text(kind: str, split: str) -> str:
     """The documents of one split, joined by blank lines."""
     _check(kind, split)
@@ -52,7 +52,7 @@ def load_text(kind: str, split: str) -> str:
     return "\n\n".join(doc for i, doc in enumerate(docs) if split_of(i) == split)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_bytes(kind: str, split: str) -> torch.Tensor:
     """One split as a uint8 tensor of its UTF-8 bytes (1 byte per token, 4 MB for the Bible)."""
     return torch.frombuffer(bytearray(load_text(kind, split).encode("utf-8")), dtype=torch.uint8)

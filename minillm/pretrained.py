@@ -52,7 +52,13 @@ def save_checkpoint(model: MiniLLM, name: str, meta: dict, directory: str | Path
     # head.weight is the embedding (tied); safetensors stores each tensor once.
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "head.weight"}
     save_file(state, weights)
-    meta = {**meta, "name": name, "architecture": "MiniLLM", "config": model.config.to_dict(), "sha256": _sha256(weights)}
+    meta = {
+        **meta,
+        "name": name,
+        "architecture": "MiniLLM",
+        "config": model.config.to_dict(),
+        "sha256": _sha256(weights),
+    }
     path = directory / f"{name}.json"
     path.write_text(json.dumps(meta, indent=2) + "\n")
     return path
@@ -69,7 +75,9 @@ def load_pretrained(name: str, directory: str | Path | None = None, device: str 
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing; rebuild it with: {rebuild}")
     if _sha256(weights) != meta.get("sha256"):
-        raise ValueError(f"{weights} is corrupt: its sha256 differs from {name}.json; restore it or rebuild with: {rebuild}")
+        raise ValueError(
+            f"{weights} is corrupt: its sha256 differs from {name}.json; restore it or rebuild with: {rebuild}"
+        )
     try:
         config = ModelConfig(**meta["config"])
     except (KeyError, TypeError) as e:

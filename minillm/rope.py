@@ -8,12 +8,33 @@ stored *before* rotation and rotated at attention time, at whatever positions th
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
+@lru_cache(maxsize=16)
 def rope_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
     """theta_i = base ** (-2i / D) for i < D/2, in float64 (angles grow large on long streams)."""
     return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles pos * theta_i, laid out for `rotate`: (..., T, D) each.
+
+    Angles are computed in float64 and cast afterwards: at position 1e5 a float16 angle is noise.
+    """
+    theta = rope_frequencies(head_dim, base).to(positions.device)
+    angles = positions.to(torch.float64)[..., None] * theta  # (..., T, D/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (..., T, D): pair i is channels i and i + D/2
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate every channel pair of x by the angles whose cos and sin are given."""
+    return x * cos + rotate_half(x) * sin
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -28,10 +49,7 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
         raise ValueError(f"x must have shape (B, H, T, D), got {tuple(x.shape)}")
     if positions.shape[-1] != x.shape[-2] or positions.dim() not in (1, 2):
         raise ValueError(f"positions must have shape (T,) or (B, T) with T={x.shape[-2]}, got {tuple(positions.shape)}")
-    theta = rope_frequencies(x.shape[-1], base).to(x.device)
-    angles = positions.to(torch.float64)[..., None] * theta  # (T, D/2) or (B, T, D/2)
-    if angles.dim() == 3:
-        angles = angles[:, None]  # (B, 1, T, D/2): the same positions for every head
-    cos = torch.cat((angles.cos(), angles.cos()), dim=-1).to(x.dtype)
-    sin = torch.cat((angles.sin(), angles.sin()), dim=-1).to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+    cos, sin = rope_cos_sin(positions, x.shape[-1], base, x.dtype)  # (T, D) or (B, T, D)
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): the same positions for every head
+    return rotate(x, cos, sin)

@@ -40,9 +40,7 @@ def stream_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, cache: KVCache
 
 
 @torch.no_grad()
-def recompute_nll(
-    model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int, batch_size: int = 64
-) -> torch.Tensor:
+def recompute_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int, batch_size: int = 64) -> torch.Tensor:
     """NLL of every next token, each predicted by a fresh forward over that token and the `window`
     tokens before it (the same tokens a WindowCache(window) keeps). Shape (len(ids)-1,).
 
@@ -55,7 +53,7 @@ def recompute_nll(
     nll = torch.empty(n)
     # Warm-up: while t < window the whole prefix fits, so one causal forward gives those losses.
     head = min(n, window)
-    logits = model(ids[None, : head]).logits[0]  # (head, V)
+    logits = model(ids[None, :head]).logits[0]  # (head, V)
     nll[:head] = F.cross_entropy(logits.float(), ids[1 : head + 1], reduction="none").cpu()
     # Then one window ending at each t >= window, i.e. the slices ids[t - window : t + 1].
     for start in range(head, n, batch_size):

@@ -18,6 +18,7 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -70,7 +71,11 @@ PRESETS: dict[str, TrainConfig] = {
     # seconds on a CPU: for tests and notebook demos
     "tiny": TrainConfig(
         model=ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=32),
-        batch_size=8, steps=50, warmup=10, eval_every=25, save_every=25,
+        batch_size=8,
+        steps=50,
+        warmup=10,
+        eval_every=25,
+        save_every=25,
     ),
 }
 
@@ -94,7 +99,7 @@ def get_batch(cfg: TrainConfig, split: str, generator: torch.Generator) -> tuple
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
 
-def make_optimizer(model: MiniLLM, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not norms), as nanoGPT does."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -105,7 +110,6 @@ def make_optimizer(model: MiniLLM, cfg: TrainConfig) -> torch.optim.AdamW:
 @torch.no_grad()
 def evaluate(model: MiniLLM, cfg: TrainConfig) -> dict:
     """Validation bits per byte per kind, sink mass per layer/head, window vs sink perplexity."""
-    model.eval()
     gen = torch.Generator().manual_seed(1234)  # the same validation batches every time
     T = cfg.model.max_seq_len
     out = {}
@@ -123,24 +127,36 @@ def evaluate(model: MiniLLM, cfg: TrainConfig) -> dict:
     window_ppl = stream_nll(model, stream, WindowCache(window))[evicted].mean().exp().item()
     sink_ppl = stream_nll(model, stream, SinkCache(4, window - 4))[evicted].mean().exp().item()
     out["stream_ppl_window"], out["stream_ppl_sink4"] = round(window_ppl, 3), round(sink_ppl, 3)
-    model.train()
     return out
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
-          progress: bool = True) -> MiniLLM:
-    """Train (or resume) a run in out_dir; returns the model. Stops early after max_minutes."""
+def fit(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    evaluate_fn: Callable[[torch.nn.Module, int], dict],
+    record: dict,
+    resume: bool = True,
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> torch.nn.Module:
+    """The training loop every model of the course shares: AdamW with warm-up and cosine decay,
+    gradient clipping, an evaluation every cfg.eval_every steps appended to out_dir/log.jsonl, and
+    the whole state saved every cfg.save_every steps so that a killed run resumes exactly.
+
+    loss_fn(model, inputs, targets) -> scalar loss in nats; evaluate_fn(model, step) -> dict to log;
+    `record` describes the run (a resumed run must have the same record). Stops after max_minutes.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = out_dir / "state.pt", out_dir / "log.jsonl"
-    torch.manual_seed(cfg.seed)
-    model = MiniLLM(cfg.model)
     optimizer = make_optimizer(model, cfg)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the batches, independent of model init
     step = 0
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["config"] != asdict(cfg):
+        if state["config"] != record:
             raise ValueError(f"{state_path} was trained with another config; use another --out or --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -150,8 +166,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minute
         log_path.unlink()
 
     def save() -> None:
-        state = {"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "generator": generator.get_state(), "step": step}
+        state = {
+            "config": record,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "step": step,
+        }
         torch.save(state, out_dir / "state.tmp")
         (out_dir / "state.tmp").replace(state_path)  # atomic: a kill never leaves half a file
 
@@ -162,7 +183,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minute
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         x, y = get_batch(cfg, "train", generator)
-        loss = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
+        loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -171,11 +192,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minute
         bar.update(1)
         bar.set_postfix(bpb=f"{loss.item() / math.log(2):.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            record = {"step": step, "train_bpb": round(loss.item() / math.log(2), 4), **evaluate(model, cfg),
-                      "minutes": round((time.time() - start) / 60, 2)}
+            model.eval()
+            with torch.no_grad():
+                metrics = evaluate_fn(model, step)
+            model.train()
+            entry = {
+                "step": step,
+                "train_bpb": round(loss.item() / math.log(2), 4),
+                **metrics,
+                "minutes": round((time.time() - start) / 60, 2),
+            }
             with log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            bar.write(json.dumps({k: v for k, v in record.items() if k != "sink_mass"}))
+                f.write(json.dumps(entry) + "\n")
+            bar.write(json.dumps({k: v for k, v in entry.items() if k != "sink_mass"}))
         if step % cfg.save_every == 0 or step == cfg.steps:
             save()
         if max_minutes is not None and time.time() - start > 60 * max_minutes:
@@ -183,6 +212,29 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minute
             break
     bar.close()
     return model.eval()
+
+
+def next_token_loss(model: MiniLLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of every next token (nats)."""
+    return F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None, progress: bool = True
+) -> MiniLLM:
+    """Train (or resume) a MiniLLM run in out_dir; returns the model. Stops early after max_minutes."""
+    torch.manual_seed(cfg.seed)
+    return fit(
+        MiniLLM(cfg.model),
+        cfg,
+        out_dir,
+        next_token_loss,
+        lambda model, step: evaluate(model, cfg),
+        asdict(cfg),
+        resume,
+        max_minutes,
+        progress,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

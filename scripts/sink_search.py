@@ -31,9 +31,12 @@ def summarise(out: Path) -> None:
         rows[log.parent.name] = {
             "override": override,
             "curve": [
-                {"step": r["step"], "val_bpb_prose": r["val_bpb_prose"], "max_sink_mass_after_layer0":
-                 max(max(row) for row in r["sink_mass"][1:]),
-                 "window_over_sink_ppl": round(r["stream_ppl_window"] / r["stream_ppl_sink4"], 3)}
+                {
+                    "step": r["step"],
+                    "val_bpb_prose": r["val_bpb_prose"],
+                    "max_sink_mass_after_layer0": max(max(row) for row in r["sink_mass"][1:]),
+                    "window_over_sink_ppl": round(r["stream_ppl_window"] / r["stream_ppl_sink4"], 3),
+                }
                 for r in records
             ],
         }

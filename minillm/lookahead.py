@@ -1,0 +1,285 @@
+"""The pieces of lookahead decoding: the n-gram pool, the step's mask and positions, the cache
+that commits only accepted tokens, and the two acceptance rules.
+
+Lookahead decoding (Fu, Bailis, Stoica, Zhang, ICML 2024, arXiv 2402.02057) runs one forward per
+step over [last token] + a 2-D window of N-1 Jacobi iterates (the lookahead branch, which grows an
+n-gram pool) + up to G pooled (N-1)-grams (the verification branch). This file holds everything
+but the loop, which lives in `minillm.decoding`; each piece can be used, drawn and tested alone.
+Departures from the reference code (hao-ai-lab/LookaheadDecoding) are noted where they occur.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from . import masks
+from .attention import AttentionStep
+from .cache import KVCache
+
+
+def check_int(name: str, value: int, minimum: int) -> None:
+    """Raise TypeError unless `value` is an int (not a bool), ValueError if it is below `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+class NGramPool:
+    """n-grams seen so far, keyed by their first token: key -> at most `guesses` (N-1)-token tails.
+
+    Within a key the tails are kept oldest first; adding a tail that is already there makes it the
+    newest, and adding to a full key drops the oldest (least recently used), as the reference's
+    `token_map` does.
+    """
+
+    def __init__(self, ngram: int, guesses: int) -> None:
+        check_int("ngram", ngram, 2)
+        check_int("guesses", guesses, 0)
+        self.ngram, self.guesses = ngram, guesses
+        self._pool: dict[int, OrderedDict[tuple[int, ...], None]] = {}
+
+    def add(self, key: int, tail: Sequence[int]) -> None:
+        """Record the n-gram (key, *tail); tail has N-1 tokens."""
+        tail = tuple(int(t) for t in tail)
+        if len(tail) != self.ngram - 1:
+            raise ValueError(f"an n-gram's tail must have ngram-1 = {self.ngram - 1} tokens, got {len(tail)}")
+        if self.guesses == 0:
+            return
+        tails = self._pool.setdefault(int(key), OrderedDict())
+        tails[tail] = None
+        tails.move_to_end(tail)  # re-inserting refreshes it
+        if len(tails) > self.guesses:
+            tails.popitem(last=False)  # the least recently added
+
+    def add_sequence(self, tokens: Sequence[int], start: int = 0) -> None:
+        """Record every n-gram of `tokens` that ends at index >= start + N - 1 (prompt lookup)."""
+        n = self.ngram
+        for i in range(max(0, start), len(tokens) - n + 1):
+            self.add(tokens[i], tokens[i + 1 : i + n])
+
+    def get(self, key: int) -> list[tuple[int, ...]]:
+        """The tails recorded after token `key`, oldest first (reading does not refresh them)."""
+        return list(self._pool.get(int(key), ()))
+
+    def keys(self) -> list[int]:
+        return list(self._pool)
+
+    def __contains__(self, key: int) -> bool:
+        return int(key) in self._pool
+
+    def __len__(self) -> int:
+        return sum(len(tails) for tails in self._pool.values())
+
+    def __repr__(self) -> str:
+        return f"NGramPool(ngram={self.ngram}, guesses={self.guesses}, keys={len(self._pool)}, entries={len(self)})"
+
+
+@dataclass
+class LookaheadLayout:
+    """What one lookahead step feeds the model, token by token (T = n_levels*W + G*(N-1)).
+
+    Input order: the window level by level, then the candidates (N-1 tokens each). As in the
+    reference, the last accepted token x is column 0 of level 0, so level 0 adds W-1 guesses and
+    every other level W. `positions` are offsets from x's position; `mask` (T, T) says which of this
+    step's tokens each one sees (the cached prefix is seen by all).
+    """
+
+    positions: torch.Tensor  # (T,) long
+    mask: torch.Tensor  # (T, T) bool, True = may attend
+    level: torch.Tensor  # (T,) window level, -1 on the verification branch
+    column: torch.Tensor  # (T,) window column, or the index inside a candidate
+    candidate: torch.Tensor  # (T,) candidate number, -1 on the window
+    labels: list[str]  # "x", "L0.3" (level 0, column 3), "C1.0" (candidate 1, token 0): for plots
+
+    @property
+    def window_rows(self) -> torch.Tensor:
+        return (self.level >= 0).nonzero().flatten()
+
+    @property
+    def candidate_rows(self) -> torch.Tensor:
+        return (self.candidate >= 0).nonzero().flatten()
+
+
+def lookahead_mask_mod(level: torch.Tensor, column: torch.Tensor, candidate: torch.Tensor) -> masks.MaskMod:
+    """The step's mask as a mask_mod over token indices, given each token's role (see the layout).
+
+    - window level l, column j sees level 0 at columns <= j and levels 1..l at column j: the
+      diagonal through consecutive positions that one Jacobi trajectory followed (issue #28);
+      level 0 is causal, and x (level 0, column 0) sees only itself;
+    - candidate c, token i sees x and its own tokens 0..i: a causal chain. Candidates never see
+      each other or the rest of the window, and the window never sees them.
+    """
+
+    def lookahead_mask(b, h, q_idx, kv_idx):
+        lq, lk = level[q_idx], level[kv_idx]
+        cq, ck = column[q_idx], column[kv_idx]
+        gq, gk = candidate[q_idx], candidate[kv_idx]
+        sees_x = kv_idx == 0
+        in_window = (lq >= 0) & (lk >= 0) & (((lk == 0) & (ck <= cq)) | ((lk >= 1) & (lk <= lq) & (ck == cq)))
+        in_candidate = (gq >= 0) & (gk == gq) & (ck <= cq)
+        return sees_x | in_window | in_candidate
+
+    return lookahead_mask
+
+
+@lru_cache(maxsize=64, typed=True)  # typed: True must not hit the entry for 1
+def lookahead_layout(window: int, ngram: int, n_candidates: int, n_levels: int | None = None) -> LookaheadLayout:
+    """Positions and mask of one step with a window of W=`window` columns and `n_levels` levels
+    (N-1 once warmed up; fewer during the first N-2 steps) and `n_candidates` (N-1)-grams.
+
+    Level l, column j sits at offset j + l (x at 0), so each column is a diagonal of consecutive
+    positions; every candidate sits at offsets 1..N-1, where its tokens would go if accepted.
+    (The returned tensors are shared between calls: do not modify them.)
+    """
+    check_int("window", window, 1)
+    check_int("ngram", ngram, 2)
+    check_int("n_candidates", n_candidates, 0)
+    n_levels = ngram - 1 if n_levels is None else n_levels
+    check_int("n_levels", n_levels, 1)
+    if n_levels > ngram - 1:
+        raise ValueError(f"n_levels must be <= ngram - 1 = {ngram - 1}, got {n_levels}")
+    W, m, G = window, ngram - 1, n_candidates
+    lv = torch.arange(n_levels).repeat_interleave(W)  # (n_levels*W,): x is level 0, column 0
+    col = torch.arange(W).repeat(n_levels)
+    gi = torch.arange(G).repeat_interleave(m)  # (G*m,)
+    gcol = torch.arange(m).repeat(G)
+    level = torch.cat([lv, torch.full((G * m,), -1)])  # (T,)
+    column = torch.cat([col, gcol])
+    candidate = torch.cat([torch.full((n_levels * W,), -1), gi])
+    positions = torch.cat([col + lv, 1 + gcol])
+    mask = masks.materialize(lookahead_mask_mod(level, column, candidate), len(positions))
+    labels = ["x"] + [f"L{lvl}.{j}" for lvl, j in zip(lv[1:].tolist(), col[1:].tolist(), strict=True)]
+    labels += [f"C{g}.{i}" for g, i in zip(gi.tolist(), gcol.tolist(), strict=True)]
+    return LookaheadLayout(positions, mask, level, column, candidate, labels)
+
+
+class LookaheadCache(KVCache):
+    """A dense cache whose next forward may carry speculative tokens at chosen positions under a
+    chosen mask (`plan`); after such a forward only the entries passed to `commit` are kept.
+
+    The accepted tokens' keys and values were computed under a correct causal context, so they
+    are copied into the cache instead of being re-run (the reference does the same).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plan: tuple[torch.Tensor, torch.Tensor] | None = None  # offsets (T,), mask (T, T)
+        self._pending: torch.Tensor | None = None  # offsets of the uncommitted step's entries
+
+    def plan(self, offsets: torch.Tensor, mask: torch.Tensor) -> None:
+        """Place the next forward's T tokens at position seen+offsets, seeing each other by mask."""
+        if self._pending is not None:
+            raise RuntimeError("commit() the last planned step before planning another")
+        if offsets.dim() != 1 or mask.shape != (len(offsets), len(offsets)) or mask.dtype != torch.bool:
+            raise ValueError(f"need offsets (T,) and a bool mask (T, T), got {tuple(offsets.shape)}, {mask.shape}")
+        self._plan = (offsets, mask)
+
+    def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
+        if self._pending is not None:
+            raise RuntimeError("commit() the last planned step before the next forward")
+        if self._plan is None:
+            return super().begin(n_new, device)
+        offsets, mask = self._plan
+        if len(offsets) != n_new:
+            raise ValueError(f"the plan is for {len(offsets)} tokens, the forward has {n_new}")
+        self.times = self.times.to(device)
+        q_pos = self.seen + offsets.to(device)  # (T,)
+        k_pos = torch.cat([self.times, q_pos])  # (S,)
+        self._step_times = k_pos  # marks a forward in progress (update() checks it)
+        prefix = torch.ones(n_new, len(self.times), dtype=torch.bool, device=device)  # all see the cache
+        return AttentionStep(q_pos, k_pos, torch.cat([prefix, mask.to(device)], dim=1))  # mask (T, S)
+
+    def end(self) -> None:
+        if self._plan is None:
+            return super().end()
+        self._pending, self._plan, self._step_times = self._plan[0], None, None
+
+    def commit(self, index: Sequence[int]) -> None:
+        """Keep this step's entries at `index` (their offsets must be 0, 1, 2, ...), drop the rest."""
+        if self._pending is None:
+            raise RuntimeError("nothing to commit: plan() a step and run the forward first")
+        index = torch.as_tensor(list(index), dtype=torch.long)
+        if not torch.equal(self._pending[index], torch.arange(len(index))):
+            raise ValueError("committed entries must sit at consecutive offsets 0, 1, 2, ... (a causal chain)")
+        n = len(self.times)
+        keep = torch.cat([torch.arange(n), n + index]).to(self.times.device)
+        self.keys = [k[:, :, keep] for k in self.keys]  # (B, H, n + len(index), D)
+        self.values = [v[:, :, keep] for v in self.values]
+        self.times = torch.cat([self.times, self.seen + torch.arange(len(index), device=self.times.device)])
+        self.seen += len(index)
+        self._pending = None
+
+
+@dataclass
+class Verdict:
+    """The outcome of verification: which candidate won, how many of its tokens matched, and the
+    tokens this step settles (the matched ones + the model's own next token)."""
+
+    candidate: int | None
+    n_matched: int
+    tokens: list[int]
+
+
+def verify_greedy(candidates: torch.Tensor, first: int, preds: torch.Tensor) -> Verdict:
+    """Greedy acceptance. candidates (G, N-1); first: the model's token after x; preds (G, N-1):
+    the model's token after each candidate token. Takes the longest matching prefix (the first
+    candidate among equals) plus the model's token where it stops.
+
+    The reference accepts at most N-1 tokens (a full match drops the bonus token after it); we
+    keep that bonus, so a step may settle N tokens.
+    """
+    if len(candidates) == 0:
+        return Verdict(None, 0, [first])
+    G = len(candidates)
+    truth = torch.cat([torch.full((G, 1), first, dtype=preds.dtype), preds], dim=1)  # (G, N): token after x, c0, ...
+    n_match = (candidates == truth[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (G,) matched prefix lengths
+    best = int(n_match.argmax())  # the first of the longest
+    m = int(n_match[best])
+    return Verdict(best, m, candidates[best, :m].tolist() + [int(truth[best, m])])
+
+
+def verify_sample(
+    candidates: torch.Tensor, first: torch.Tensor, probs: torch.Tensor, generator: torch.Generator | None = None
+) -> Verdict:
+    """Sampling acceptance with deterministic drafts (SpecInfer-style, as the reference's
+    `jacobi_sample_multilevel`). candidates (G, N-1); first (V,): the distribution after x;
+    probs (G, N-1, V): the distribution after each candidate token.
+
+    At each depth, the distinct next tokens of the candidates still alive are tried in order:
+    draft d is accepted with probability p(d); on rejection p(d) is set to 0 and p renormalized.
+    When every draft is rejected the token is drawn from what is left, so each settled token is
+    distributed exactly as p: p(d1) + ... telescopes (a test checks it by counting).
+    """
+    alive = list(range(len(candidates)))
+    settled: list[int] = []
+    p = first.double()
+    for depth in range(candidates.shape[1] if len(candidates) else 0):
+        p = p.clone()
+        chosen = None
+        for d in dict.fromkeys(candidates[alive, depth].tolist()):  # distinct drafts, in order
+            total = p.sum()
+            if total <= 0 or torch.rand((), generator=generator, dtype=torch.float64) < p[d] / total:
+                chosen = d
+                break
+            p[d] = 0.0  # rejected: draw the rest from the residual
+        if chosen is None:
+            break
+        settled.append(chosen)
+        alive = [c for c in alive if candidates[c, depth] == chosen]
+        p = probs[alive[0], depth].double()  # the distribution after the accepted prefix
+    token = int(torch.multinomial(p / p.sum(), 1, generator=generator))
+    return Verdict(alive[0] if settled else None, len(settled), settled + [token])
+
+
+def ngrams_from_window(last: int, levels: list[list[int]], new: list[int]) -> Iterable[tuple[int, tuple[int, ...]]]:
+    """The n-grams one warmed-up step yields, one per column j: the diagonal its trajectory
+    followed, keyed by its level-0 token (x for column 0, levels[0][j-1] after it; levels[0]
+    holds W-1 tokens) with tail (levels[1][j], ..., levels[N-2][j], new[j])."""
+    for j, key in enumerate([last] + levels[0]):
+        yield key, tuple(level[j] for level in levels[1:]) + (new[j],)

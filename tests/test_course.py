@@ -1,0 +1,75 @@
+"""The course's own rules: exercises generated from solutions, notebooks committed executed."""
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from minillm.course import BEGIN, END, ROOT, all_notebooks, exercise_from_solution, strip_solutions
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_strip_solutions_keeps_indentation_and_says_how_long_the_solution_is():
+    source = f"def f(x):\n    {BEGIN}\n    y = x + 1\n    # a comment\n    return y\n    {END}\n\nprint(f)\n"
+    stub = strip_solutions(source)
+    assert (
+        stub
+        == "def f(x):\n    # YOUR CODE HERE (the solution takes 2 lines)\n    raise NotImplementedError\n\nprint(f)\n"
+    )
+    assert strip_solutions(f"Answer:\n{BEGIN}\nforty-two\n{END}\n", markdown=True) == "Answer:\n*Your answer here.*\n"
+    with pytest.raises(ValueError, match="unbalanced"):
+        strip_solutions(f"{BEGIN}\nx = 1\n")
+
+
+def test_every_chapter_has_a_lecture_and_matching_exercise_and_solution_notebooks():
+    names = lambda d: {p.name for p in (ROOT / d).glob("*.ipynb")}  # noqa: E731
+    assert names("solutions") == names("exercises")
+    chapters = {n[:2] for n in names("notebooks")}
+    assert {n[:2] for n in names("solutions")} <= chapters
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercises_are_generated_from_the_current_solutions(solution):
+    """Fails when someone edits a solution without `python -m minillm.course exercises`."""
+    expected = exercise_from_solution(nbformat.read(solution, as_version=4))
+    actual = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
+    assert [c.source for c in actual.cells] == [c.source for c in expected.cells], (
+        f"exercises/{solution.name} is stale: run `python -m minillm.course exercises`"
+    )
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_no_stub_holds_a_solution_and_each_chapter_has_at_least_four_exercises(solution):
+    sol = nbformat.read(solution, as_version=4)
+    ex = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
+    regions = 0
+    for s_cell, e_cell in zip(sol.cells, ex.cells):
+        assert BEGIN not in e_cell.source and END not in e_cell.source
+        for body in re.findall(rf"{re.escape(BEGIN)}[^\n]*\n(.*?){re.escape(END)}", s_cell.source, re.S):
+            regions += s_cell.cell_type == "code"
+            for line in body.splitlines():
+                if len(line.strip()) > 12 and not line.strip().startswith("#"):
+                    assert line.strip() not in e_cell.source, f"solution line left in the exercise: {line.strip()}"
+    assert regions >= 4, f"{solution.name} has {regions} coded exercises; each chapter needs at least 4"
+
+
+@pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebooks_are_committed_executed_with_outputs(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert code, "a notebook without code"
+    assert all(c["execution_count"] is not None for c in code), "run `python -m minillm.course run` and commit"
+    counts = [c["execution_count"] for c in code]
+    assert counts == sorted(counts), "cells were executed out of order"
+    assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"]), "a cell raised"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_lecture_cells_are_short(path):
+    nb = nbformat.read(path, as_version=4)
+    long_cells = [
+        c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code" and len(c.source.splitlines()) > 15
+    ]
+    assert not long_cells, f"code cells over 15 lines: {long_cells}"

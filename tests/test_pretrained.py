@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+
+from minillm.pretrained import checkpoint_info, list_pretrained, load_pretrained, save_checkpoint
+
+
+def test_save_then_load_gives_the_same_model(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {"note": "test"}, tmp_path)
+    assert list_pretrained(tmp_path) == ["toy"]
+    loaded = load_pretrained("toy", tmp_path)
+    assert not loaded.training
+    ids = torch.randint(0, 256, (1, 12))
+    torch.testing.assert_close(loaded(ids).logits, small_model(ids).logits)
+    assert loaded.head.weight is loaded.embed.weight
+    assert checkpoint_info("toy", tmp_path)["note"] == "test"
+
+
+def test_missing_checkpoint_names_what_is_available(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint named 'nope'.*available: toy"):
+        load_pretrained("nope", tmp_path)
+    (tmp_path / "toy.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="is missing; rebuild it"):
+        load_pretrained("toy", tmp_path)
+
+
+def test_a_flipped_byte_is_detected_as_corruption(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    path = tmp_path / "toy.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="is corrupt: its sha256 differs"):
+        load_pretrained("toy", tmp_path)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_rejected(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    path = tmp_path / "toy.safetensors"
+    path.write_bytes(b"this is not a checkpoint")
+    meta = json.loads((tmp_path / "toy.json").read_text())
+    import hashlib
+
+    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # a consistent but bogus pair
+    (tmp_path / "toy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_pretrained("toy", tmp_path)
+
+
+def test_shapes_are_checked_against_the_config(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    meta = json.loads((tmp_path / "toy.json").read_text())
+    meta["config"]["d_model"] = 64
+    (tmp_path / "toy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match its config"):
+        load_pretrained("toy", tmp_path)
+
+
+def test_broken_json_and_bad_name_type(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    (tmp_path / "toy.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not valid json"):
+        load_pretrained("toy", tmp_path)
+    with pytest.raises(TypeError, match="name must be a str"):
+        load_pretrained(3, tmp_path)

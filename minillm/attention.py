@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .rope import apply_rope, rope_cos_sin, rotate
+from .rope import rope_cos_sin, rotate
 
 
 @dataclass
@@ -20,28 +20,35 @@ class AttentionStep:
     """Where this forward's queries and keys sit, and which keys each query may see.
 
     q_pos (T,) and k_pos (S,) are RoPE positions. mask is a bool (T, S) tensor (True = may
-    attend), or None with is_causal telling whether to apply the causal rule (T == S).
-    max_distance, when set, is LM-Infinite's distance limit: a pair farther apart than it is
-    scored as if it sat exactly max_distance apart.
+    attend), or None with is_causal telling whether to apply the causal rule (T == S only).
+
+    far (T, S) marks pairs scored at other positions, far_q_pos (T,) against far_k_pos (S,): a
+    pair's RoPE score depends only on the distance, so this is how a pair is made to look closer
+    than it is. LM-Infinite's distance limit (`distance_limit`) and StreamingLLM's sinks seen from
+    inside the cache (`cache.SinkCache`) are both written this way.
     """
 
     q_pos: torch.Tensor
     k_pos: torch.Tensor
     mask: torch.Tensor | None = None
     is_causal: bool = False
-    max_distance: int | None = None
+    far: torch.Tensor | None = None
+    far_q_pos: torch.Tensor | None = None
+    far_k_pos: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.far is not None and not self.far.any():
+            self.far = None  # nothing to re-score: keep the fast path
         self._rotations: dict = {}  # every layer rotates at the same positions: compute once
 
-    def rotations(self, head_dim: int, base: float, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """(cos_q, sin_q, cos_k, sin_k) of RoPE at q_pos and k_pos, cached for the step."""
+    def rotations(self, head_dim: int, base: float, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, ...]]:
+        """cos and sin of RoPE at each set of positions ("q", "k", "far_q", "far_k"), cached."""
         key = (head_dim, base, dtype)
         if key not in self._rotations:
-            self._rotations[key] = (
-                *rope_cos_sin(self.q_pos, head_dim, base, dtype),
-                *rope_cos_sin(self.k_pos, head_dim, base, dtype),
-            )
+            named = {"q": self.q_pos, "k": self.k_pos, "far_q": self.far_q_pos, "far_k": self.far_k_pos}
+            self._rotations[key] = {
+                name: rope_cos_sin(pos, head_dim, base, dtype) for name, pos in named.items() if pos is not None
+            }
         return self._rotations[key]
 
     def full_mask(self) -> torch.Tensor | None:
@@ -50,6 +57,16 @@ class AttentionStep:
             T, S = len(self.q_pos), len(self.k_pos)
             return torch.ones(T, S, dtype=torch.bool, device=self.q_pos.device).tril(S - T)
         return self.mask
+
+
+def distance_limit(q_pos: torch.Tensor, k_pos: torch.Tensor, limit: int) -> dict[str, torch.Tensor]:
+    """LM-Infinite's distance limit as AttentionStep fields: a pair more than `limit` apart is
+    scored at exactly `limit`, i.e. the query rotated by `limit` against the un-rotated key."""
+    return {
+        "far": (q_pos[:, None] - k_pos[None, :]) > limit,  # (T, S)
+        "far_q_pos": torch.full_like(q_pos, limit),
+        "far_k_pos": torch.zeros_like(k_pos),
+    }
 
 
 def softmax_attention(
@@ -85,19 +102,14 @@ def rope_attention(
 
     Returns (out (B, H, T, D), weights (B, H, T, S) or None).
     """
-    cos_q, sin_q, cos_k, sin_k = step.rotations(q.shape[-1], rope_base, q.dtype)
-    q_rot, k_rot = rotate(q, cos_q, sin_q), rotate(k, cos_k, sin_k)
-    if step.max_distance is None and not return_weights:
+    rot = step.rotations(q.shape[-1], rope_base, q.dtype)
+    q_rot, k_rot = rotate(q, *rot["q"]), rotate(k, *rot["k"])
+    if step.far is None and not return_weights:
         out = F.scaled_dot_product_attention(q_rot, k_rot, v, attn_mask=step.mask, is_causal=step.is_causal)
         return out, None
     scores = q_rot @ k_rot.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, T, S)
-    if step.max_distance is not None:
-        # LM-Infinite: a far pair is scored at exactly max_distance. Since RoPE scores depend only
-        # on the distance, that is the query rotated by max_distance against the un-rotated key.
-        limit = step.max_distance
-        q_far = apply_rope(q, torch.full_like(step.q_pos, limit), rope_base)
-        far_scores = q_far @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, T, S)
-        too_far = (step.q_pos[:, None] - step.k_pos[None, :]) > limit  # (T, S)
-        scores = torch.where(too_far, far_scores, scores)
+    if step.far is not None:  # re-score the far pairs at their stand-in positions
+        far_scores = rotate(q, *rot["far_q"]) @ rotate(k, *rot["far_k"]).transpose(-2, -1) / q.shape[-1] ** 0.5
+        scores = torch.where(step.far, far_scores, scores)  # (B, H, T, S)
     out, weights = softmax_attention(scores, v, step.full_mask())
     return out, weights if return_weights else None

@@ -6,7 +6,11 @@ stream index ("time") of each entry. A cache policy is three small decisions:
 - `mask_mod`: which of the kept keys a new query may see (a function of times, see `masks`);
 - `keep`: which entries survive after a forward (the eviction rule);
 - positions: RoPE positions either at the true times (`DenseCache`, `LambdaCache`) or at the
-  entries' indices inside the cache (`WindowCache`, `SinkCache`: StreamingLLM's pos-shift).
+  entries' indices inside the cache (`WindowCache`, `SinkCache`: StreamingLLM's pos-shift), plus
+  `far_pairs`: pairs scored as if closer (LM-Infinite's distance limit, StreamingLLM's sinks).
+
+Each cache gives the same logits whether a stream is fed one token at a time or in chunks: a
+chunk's queries see exactly the keys, at exactly the distances, they would have seen one by one.
 
 The model drives a cache in three calls per forward: `begin(n_new)` returns the AttentionStep
 (positions and mask), each layer calls `update(layer, k, v)` to append its new keys and values and
@@ -18,14 +22,13 @@ from __future__ import annotations
 import torch
 
 from . import masks
-from .attention import AttentionStep
+from .attention import AttentionStep, distance_limit
 
 
 class KVCache:
     """A cache that keeps everything at its true position; subclasses evict and re-position."""
 
     positions_in_cache = False  # True: RoPE positions are indices inside the cache (pos-shift)
-    max_distance: int | None = None  # LM-Infinite's distance limit, if any
 
     def __init__(self) -> None:
         self.mask_mod: masks.MaskMod = masks.causal()
@@ -41,6 +44,10 @@ class KVCache:
     def keep(self, n_entries: int) -> torch.Tensor | None:
         """Indices of the entries to keep after a forward (None: keep all)."""
         return None
+
+    def far_pairs(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """AttentionStep's far / far_q_pos / far_k_pos for this step (default: none)."""
+        return {}
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
         """Place `n_new` new tokens after the cached ones; return where queries and keys sit."""
@@ -58,7 +65,7 @@ class KVCache:
         zero = torch.zeros((), dtype=torch.long, device=device)
         mask = self.mask_mod(zero, zero, q_times[:, None], k_times[None, :])  # (T, S)
         mask = torch.broadcast_to(mask, (n_new, len(k_times)))
-        return AttentionStep(q_pos, k_pos, None if mask.all() else mask, max_distance=self.max_distance)
+        return AttentionStep(q_pos, k_pos, None if mask.all() else mask, **self.far_pairs(q_pos, k_pos))
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append layer `layer`'s new keys/values (B, H, T, D); return all of them (B, H, S, D)."""
@@ -118,7 +125,10 @@ class WindowCache(KVCache):
 class SinkCache(KVCache):
     """StreamingLLM: the first `n_sink` entries (attention sinks) + the `window` most recent.
 
-    Positions are indices inside the cache, so no RoPE angle ever exceeds n_sink + window.
+    Positions are indices inside the cache, so no RoPE angle ever exceeds n_sink + window: fed one
+    token at a time, a query sits at index min(t, n_sink + window) and sees sink s at that index
+    minus s. A chunk's later queries sit at larger indices, so their sink pairs are re-scored with
+    the query at index n_sink + window, which is where it would have sat alone.
     """
 
     positions_in_cache = True
@@ -134,6 +144,15 @@ class SinkCache(KVCache):
         if n_entries <= self.n_sink + self.window:
             return None
         return torch.cat([torch.arange(self.n_sink), torch.arange(n_entries - self.window, n_entries)])
+
+    def far_pairs(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = self.n_sink + self.window
+        is_sink = torch.arange(len(k_pos), device=k_pos.device) < self.n_sink
+        return {
+            "far": (q_pos[:, None] > size) & is_sink[None, :],
+            "far_q_pos": q_pos.clamp(max=size),
+            "far_k_pos": k_pos,
+        }
 
 
 class LambdaCache(KVCache):
@@ -151,6 +170,9 @@ class LambdaCache(KVCache):
         _check_size("max_distance", max_distance, 1)
         self.n_global, self.n_local, self.max_distance = n_global, n_local, max_distance
         self.mask_mod = masks.lambda_shaped(n_global, n_local)
+
+    def far_pairs(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        return distance_limit(q_pos, k_pos, self.max_distance)
 
     def keep(self, n_entries: int) -> torch.Tensor | None:
         recent = self.n_local - 1  # the next query sees these and itself

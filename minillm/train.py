@@ -237,6 +237,37 @@ def train(
     )
 
 
+def sum_minutes(log: list[dict]) -> float:
+    """Wall-clock minutes of a run from its log, adding up the pieces of a resumed run."""
+    total, last = 0.0, 0.0
+    for record in log:
+        total += record["minutes"] - last if record["minutes"] >= last else record["minutes"]
+        last = record["minutes"]
+    return round(total, 1)
+
+
+@torch.no_grad()
+def checkpoint_report(model: MiniLLM, cfg: TrainConfig) -> dict:
+    """What a checkpoint's json records about its behaviour, measured on prose it never saw (test):
+    bits per byte, attention mass on position 0 per layer and head, and perplexity by position on
+    streams 8 contexts long (the length failure of chapter 01)."""
+    model.eval()
+    T = cfg.model.max_seq_len
+    gen = torch.Generator().manual_seed(0)
+    x, y = data.sample_batch(data.load_bytes("prose", "test"), 32, T, gen, cfg.prefix)
+    test_bpb = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten()).item() / math.log(2)
+    mass = sink_mass(model, x[:16])
+    streams = torch.tensor([data.eval_stream("prose", "test", 8 * T - 1, offset=i * 8 * T) for i in range(8)])
+    nll = F.cross_entropy(model(streams).logits[:, :-1].flatten(0, 1), streams[:, 1:].flatten(), reduction="none")
+    nll = nll.view(8, -1).mean(0)  # (8T - 1,): mean over streams, by position
+    ppl = {f"{k}T": round(nll[(k - 1) * T : k * T - 1].mean().exp().item(), 3) for k in (1, 2, 4, 8)}
+    return {
+        "test_bpb_prose": round(test_bpb, 4),
+        "sink_mass_test_prose": [[round(m, 3) for m in row] for row in mass.tolist()],
+        "ppl_by_context_test_prose": ppl,  # "4T": tokens 3T..4T of dense 8T-token streams
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a MiniLLM preset (resumable).")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
@@ -264,7 +295,9 @@ def main(argv: list[str] | None = None) -> None:
             "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
             "corpus_sha256": {kind: data.corpus_sha256(kind) for kind in data.KINDS},
             "steps": state["step"],
+            "train_minutes": sum_minutes(log),
             "final": log[-1],
+            **checkpoint_report(model, cfg),
             "command": "python -m minillm.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         }
         print("saved", save_checkpoint(model, args.checkpoint, meta))

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from minillm import masks
-from minillm.attention import AttentionStep, reference_attention, rope_attention
+from minillm.attention import AttentionStep, distance_limit, reference_attention, rope_attention
 from minillm.cache import DenseCache
 from minillm.config import ModelConfig
 from minillm.model import MiniLLM
@@ -82,7 +82,8 @@ def test_distance_limit_scores_far_pairs_at_the_limit():
     q, k, v = (torch.randn(1, 1, 1, 8, dtype=torch.float64) for _ in range(3))
     k2 = torch.cat([k, torch.randn_like(k)], dim=2)
     v2 = torch.cat([v, torch.randn_like(v)], dim=2)
-    limited = AttentionStep(torch.tensor([50]), torch.tensor([0, 49]), max_distance=8)
+    q_pos, k_pos = torch.tensor([50]), torch.tensor([0, 49])
+    limited = AttentionStep(q_pos, k_pos, **distance_limit(q_pos, k_pos, 8))
     at_limit = AttentionStep(torch.tensor([8]), torch.tensor([0, -41]))  # same distances, 8 and 49 -> 8
     _, w_limited = rope_attention(q, k2, v2, limited, 10000.0, return_weights=True)
     _, w_true = rope_attention(q, k2, v2, AttentionStep(torch.tensor([8]), torch.tensor([0, 7])), 10000.0, True)

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import masks
-from .attention import AttentionStep, rope_attention
+from .attention import AttentionStep, distance_limit, rope_attention
 from .cache import KVCache
 from .config import ModelConfig
 
@@ -87,15 +87,21 @@ class Block(nn.Module):
 
 
 def full_sequence_step(
-    T: int, positions: torch.Tensor | None, mask_mod: masks.MaskMod | None, device: torch.device
+    T: int,
+    positions: torch.Tensor | None,
+    mask_mod: masks.MaskMod | None,
+    device: torch.device,
+    max_distance: int | None = None,
 ) -> AttentionStep:
     """The AttentionStep of a forward over a whole sequence: positions 0..T-1 unless given,
-    causal unless a mask_mod says otherwise (its indices are token indices, not positions)."""
+    causal unless a mask_mod says otherwise (its indices are token indices, not positions), and
+    LM-Infinite's distance limit when max_distance is set."""
     if positions is None:
         positions = torch.arange(T, device=device)
+    far = {} if max_distance is None else distance_limit(positions, positions, max_distance)
     if mask_mod is None:
-        return AttentionStep(positions, positions, is_causal=True)
-    return AttentionStep(positions, positions, masks.materialize(mask_mod, T).to(device))
+        return AttentionStep(positions, positions, is_causal=True, **far)
+    return AttentionStep(positions, positions, masks.materialize(mask_mod, T).to(device), **far)
 
 
 class MiniLLM(nn.Module):
@@ -129,17 +135,19 @@ class MiniLLM(nn.Module):
         mask_mod: masks.MaskMod | None = None,
         cache: KVCache | None = None,
         return_attn: bool = False,
+        max_distance: int | None = None,
     ) -> ModelOutput:
         """Logits (B, T, V) for token ids (B, T).
 
         Without a cache the tokens are one sequence at `positions` (default 0..T-1) under
-        `mask_mod` (default causal). With a cache the tokens follow the cached ones and the cache
-        decides positions and mask, so `positions` and `mask_mod` must be None.
+        `mask_mod` (default causal), with every query-key distance above `max_distance` (if given)
+        scored as max_distance (LM-Infinite). With a cache the tokens follow the cached ones and
+        the cache decides positions, mask and distances: the other three must then be None.
         """
-        self._check_inputs(ids, positions, mask_mod, cache)
+        self._check_inputs(ids, positions, mask_mod, cache, max_distance)
         B, T = ids.shape
         if cache is None:
-            step = full_sequence_step(T, positions, mask_mod, ids.device)
+            step = full_sequence_step(T, positions, mask_mod, ids.device, max_distance)
         else:
             step = cache.begin(T, ids.device)
         x = self.embed(ids)  # (B, T, C)
@@ -154,7 +162,7 @@ class MiniLLM(nn.Module):
         logits = self.head(self.norm(x))  # (B, T, V)
         return ModelOutput(logits, attn if return_attn else None)
 
-    def _check_inputs(self, ids, positions, mask_mod, cache) -> None:
+    def _check_inputs(self, ids, positions, mask_mod, cache, max_distance) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32, torch.int64):
             raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
         if ids.dim() != 2 or ids.shape[1] == 0:
@@ -164,7 +172,11 @@ class MiniLLM(nn.Module):
         if cache is not None:
             if not isinstance(cache, KVCache):
                 raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
-            if positions is not None or mask_mod is not None:
-                raise ValueError("with a cache, leave positions and mask_mod to the cache (pass None)")
+            if positions is not None or mask_mod is not None or max_distance is not None:
+                raise ValueError("with a cache, leave positions, mask_mod and max_distance to the cache (pass None)")
+        if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, int)):
+            raise TypeError(f"max_distance must be an int or None, got {type(max_distance).__name__}")
+        if max_distance is not None and max_distance < 1:
+            raise ValueError(f"max_distance must be >= 1, got {max_distance}")
         if positions is not None and (positions.dim() != 1 or len(positions) != ids.shape[1]):
             raise ValueError(f"positions must have shape (T,) with T={ids.shape[1]}, got {tuple(positions.shape)}")

@@ -25,6 +25,26 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _architectures() -> dict[str, tuple[type, type]]:
+    """Model class and config class by the name a checkpoint's json records."""
+    from .megabyte import Megabyte, MegabyteConfig  # imported here: megabyte builds on model
+
+    return {"MiniLLM": (MiniLLM, ModelConfig), "Megabyte": (Megabyte, MegabyteConfig)}
+
+
+def _unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict without tied copies (safetensors stores each tensor once) and alias -> name."""
+    state, aliases, first = {}, {}, {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key in first:
+            aliases[name] = first[key]  # e.g. head.weight is embed.weight
+        else:
+            first[key] = name
+            state[name] = tensor
+    return state, aliases
+
+
 def list_pretrained(directory: str | Path | None = None) -> list[str]:
     """Names of the checkpoints in `directory` (default: the package's checkpoints/)."""
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
@@ -44,18 +64,20 @@ def checkpoint_info(name: str, directory: str | Path | None = None) -> dict:
         raise ValueError(f"{meta_path} is not valid json: {e}") from None
 
 
-def save_checkpoint(model: MiniLLM, name: str, meta: dict, directory: str | Path | None = None) -> Path:
+def save_checkpoint(model: torch.nn.Module, name: str, meta: dict, directory: str | Path | None = None) -> Path:
     """Write NAME.safetensors and NAME.json (meta + config + sha256). Returns the json path."""
+    architecture = type(model).__name__
+    if architecture not in _architectures():
+        raise TypeError(f"model must be one of {sorted(_architectures())}, got {architecture}")
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
-    # head.weight is the embedding (tied); safetensors stores each tensor once.
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "head.weight"}
-    save_file(state, weights)
+    state, _ = _unique_state(model)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, weights)
     meta = {
         **meta,
         "name": name,
-        "architecture": "MiniLLM",
+        "architecture": architecture,
         "config": model.config.to_dict(),
         "sha256": _sha256(weights),
     }
@@ -64,8 +86,10 @@ def save_checkpoint(model: MiniLLM, name: str, meta: dict, directory: str | Path
     return path
 
 
-def load_pretrained(name: str, directory: str | Path | None = None, device: str | torch.device = "cpu") -> MiniLLM:
-    """The committed model `name` ("base", "sink_token", ...) in eval mode."""
+def load_pretrained(
+    name: str, directory: str | Path | None = None, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """The committed model `name` ("base", "sink_token", "megabyte", ...) in eval mode."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
@@ -78,19 +102,24 @@ def load_pretrained(name: str, directory: str | Path | None = None, device: str 
         raise ValueError(
             f"{weights} is corrupt: its sha256 differs from {name}.json; restore it or rebuild with: {rebuild}"
         )
+    architecture = meta.get("architecture", "MiniLLM")
+    if architecture not in _architectures():
+        raise ValueError(f"{name}.json names an unknown architecture {architecture!r}")
+    model_class, config_class = _architectures()[architecture]
     try:
-        config = ModelConfig(**meta["config"])
+        config = config_class(**meta["config"])
     except (KeyError, TypeError) as e:
         raise ValueError(f"{name}.json has no valid model config: {e}") from None
     try:
         state = load_file(weights)
     except SafetensorError as e:
         raise ValueError(f"{weights} is not a readable safetensors file: {e}") from None
-    model = MiniLLM(config)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != "head.weight"}
-    got = {k: v.shape for k, v in state.items()}
-    if expected != got:
-        wrong = sorted(set(expected.items()) ^ set(got.items()))[:4]
+    model = model_class(config)
+    expected, aliases = _unique_state(model)
+    expected_shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    got_shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if expected_shapes != got_shapes:
+        wrong = sorted(set(expected_shapes.items()) ^ set(got_shapes.items()))[:4]
         raise ValueError(f"{weights} does not match its config: tensors differ in name or shape, e.g. {wrong}")
-    model.load_state_dict({**state, "head.weight": state["embed.weight"]})
+    model.load_state_dict({**state, **{alias: state[original] for alias, original in aliases.items()}})
     return model.to(device).eval()

@@ -104,7 +104,7 @@ def test_distance_limit_scores_far_pairs_at_the_limit():
         (
             lambda m: m(torch.ones(1, 4, dtype=torch.long), cache=DenseCache(), mask_mod=masks.causal()),
             ValueError,
-            "leave positions and mask_mod to the cache",
+            "leave positions, mask_mod and max_distance to the cache",
         ),
         (lambda m: m(torch.ones(1, 0, dtype=torch.long)), ValueError, "T >= 1"),
     ],

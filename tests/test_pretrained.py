@@ -65,3 +65,25 @@ def test_broken_json_and_bad_name_type(small_model, tmp_path):
         load_pretrained("toy", tmp_path)
     with pytest.raises(TypeError, match="name must be a str"):
         load_pretrained(3, tmp_path)
+
+
+def test_a_megabyte_checkpoint_round_trips_with_its_tied_head(tmp_path):
+    from minillm.megabyte import Megabyte, MegabyteConfig
+
+    torch.manual_seed(0)
+    model = Megabyte(MegabyteConfig()).eval()
+    save_checkpoint(model, "mb", {}, tmp_path)
+    assert checkpoint_info("mb", tmp_path)["architecture"] == "Megabyte"
+    loaded = load_pretrained("mb", tmp_path)
+    ids = torch.randint(0, 256, (1, 24))
+    torch.testing.assert_close(loaded(ids), model(ids))
+    assert loaded.head.weight is loaded.local_embed.weight
+
+
+def test_an_unknown_architecture_is_rejected(small_model, tmp_path):
+    save_checkpoint(small_model.float(), "toy", {}, tmp_path)
+    meta = json.loads((tmp_path / "toy.json").read_text())
+    meta["architecture"] = "GPT5"
+    (tmp_path / "toy.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown architecture 'GPT5'"):
+        load_pretrained("toy", tmp_path)

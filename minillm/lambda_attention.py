@@ -6,6 +6,13 @@ A dense implementation builds the T x T score matrix and masks most of it away. 
 in blocks of `n_local`: a block needs only the global keys and the keys from n_local - 1 before
 its first query to its last one, so memory is O(T * (n_global + 2 * n_local)) instead of O(T^2).
 The reference code (`models/lambda_attention.py`) tiles the same way.
+
+The reference's optional **top-k middle tokens** (`detailed_lambda_attention`) are here too:
+`topk_middle_attention` lets chosen queries also see the `top_k` "middle" keys (hidden by the Λ)
+that score highest when every middle key is placed at one pseudo-distance `insert_at`, and
+`lambda_forward` runs a whole MiniLLM that way. Where we depart: the reference picks among keys
+farther than `insert_at` and lets the chosen ones replace the window beyond that distance; we pick
+only among the keys the Λ hides and add them to the Λ, so with top_k = 0 it is the Λ exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +21,23 @@ import torch
 
 from . import masks
 from .attention import AttentionStep, distance_limit, rope_attention
+from .rope import rope_cos_sin, rotate
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def block_keys(
+    start: int, stop: int, n_global: int, n_local: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Indices of the keys that queries start..stop-1 need under the Λ: the global keys that lie
+    before the first query's window, then every key from that window's start to the last query."""
+    local_from = max(0, start - n_local + 1)  # the oldest key the block's first query sees
+    return torch.cat(
+        [torch.arange(min(n_global, local_from), device=device), torch.arange(local_from, stop, device=device)]
+    )
 
 
 def lambda_attention(
@@ -30,23 +54,104 @@ def lambda_attention(
     if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
         raise ValueError(f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}")
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
-    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance < 1:
-        raise ValueError(f"max_distance must be an int >= 1, got {max_distance!r}")
+    _check_int("max_distance", max_distance, 1)
     T, device = q.shape[2], q.device
     block = block_size or n_local
     out = torch.empty_like(q)
     zero = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, T, block):
         stop = min(start + block, T)
-        local_from = max(0, start - n_local + 1)  # the oldest key the block's first query sees
-        keys = torch.cat(
-            [
-                torch.arange(min(n_global, local_from), device=device),  # (S,) global, then local
-                torch.arange(local_from, stop, device=device),
-            ]
-        )
+        keys = block_keys(start, stop, n_global, n_local, device)  # (S,) global, then local
         queries = torch.arange(start, stop, device=device)  # (b,)
         mask = mask_mod(zero, zero, queries[:, None], keys[None, :])  # (b, S)
         step = AttentionStep(queries, keys, mask, **distance_limit(queries, keys, max_distance))
         out[:, :, start:stop], _ = rope_attention(q[:, :, start:stop], k[:, :, keys], v[:, :, keys], step, rope_base)
     return out
+
+
+def topk_middle_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    q_pos: torch.Tensor,
+    n_global: int,
+    n_local: int,
+    max_distance: int,
+    top_k: int,
+    insert_at: int,
+    rope_base: float = 10000.0,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Λ attention (with the distance limit) for queries q (B, H, N, D) at positions q_pos (N,) over
+    keys and values (B, H, S, D) at positions 0..S-1, where each query and head also sees its
+    `top_k` best middle keys, all scored at the pseudo-distance `insert_at`.
+
+    Returns (out (B, H, N, D), weights (B, H, N, S) or None). Memory O(N * S).
+    """
+    for name, value, minimum in (("max_distance", max_distance, 1), ("top_k", top_k, 0), ("insert_at", insert_at, 0)):
+        _check_int(name, value, minimum)
+    S, D = k.shape[2], q.shape[-1]
+    k_pos = torch.arange(S, device=k.device)
+    zero = torch.zeros((), dtype=torch.long, device=k.device)
+    mask = masks.lambda_shaped(n_global, n_local)(zero, zero, q_pos[:, None], k_pos[None, :])  # (N, S)
+    middle = (q_pos[:, None] >= k_pos[None, :]) & ~mask  # (N, S): the keys the Λ hides
+
+    def rotated(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return rotate(x, *rope_cos_sin(pos, D, rope_base, x.dtype))
+
+    scores = rotated(q, q_pos) @ rotated(k, k_pos).transpose(-2, -1) / D**0.5  # (B, H, N, S) true distances
+    limited = rotated(q, torch.full_like(q_pos, max_distance)) @ k.transpose(-2, -1) / D**0.5  # all at the limit
+    scores = torch.where((q_pos[:, None] - k_pos[None, :]) > max_distance, limited, scores)
+    pseudo = rotated(q, torch.full_like(q_pos, insert_at)) @ k.transpose(-2, -1) / D**0.5  # all at insert_at
+    best = pseudo.masked_fill(~middle, float("-inf")).topk(min(top_k, S), dim=-1).indices  # (B, H, N, top_k)
+    chosen = torch.zeros_like(pseudo, dtype=torch.bool).scatter_(-1, best, True) & middle  # (B, H, N, S)
+    scores = torch.where(chosen, pseudo, scores.masked_fill(~mask, float("-inf")))
+    weights = torch.softmax(scores, dim=-1)  # (B, H, N, S)
+    return weights @ v, weights if return_weights else None
+
+
+def lambda_forward(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    n_global: int,
+    n_local: int,
+    max_distance: int,
+    top_k: int = 0,
+    from_layer: int = 0,
+    insert_at: int | None = None,
+    first_query: int | None = None,
+    return_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """Logits (B, T, V) of a MiniLLM over ids (B, T) with blockwise Λ attention in every layer.
+
+    With top_k > 0 the queries from position `first_query` on (default: the last one, as the
+    reference does for a prompt; during generation every new token is the last query) also see
+    their `top_k` best middle keys in layers >= from_layer, scored at the pseudo-distance
+    `insert_at` (default n_local // 2, as the reference's 2048 for a 4096 window). With
+    return_weights, also returns per layer those queries' attention weights (B, H, N, T), N = T -
+    first_query, or None in layers without top-k.
+    """
+    B, T = ids.shape
+    insert_at = n_local // 2 if insert_at is None else insert_at
+    first_query = T - 1 if first_query is None else first_query
+    if not 0 <= first_query < T:
+        raise ValueError(f"first_query must lie in 0..{T - 1}, got {first_query}")
+    q_pos = torch.arange(first_query, T, device=ids.device)  # (N,) the queries that may look at the middle
+    sizes = (n_global, n_local, max_distance, top_k, insert_at)
+    x = model.embed(ids)  # (B, T, C)
+    weights = []
+    for layer, block in enumerate(model.blocks):
+        attn = block.attn
+        q, k, v = attn.qkv(block.norm1(x)).split(x.shape[-1], dim=-1)  # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, attn.n_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        y = lambda_attention(q, k, v, n_global, n_local, max_distance, attn.rope_base)  # (B, H, T, D)
+        w = None
+        if top_k > 0 and layer >= from_layer:
+            y[:, :, first_query:], w = topk_middle_attention(
+                q[:, :, first_query:], k, v, q_pos, *sizes, attn.rope_base, return_weights
+            )
+        weights.append(w)
+        x = x + attn.proj(y.transpose(1, 2).reshape(x.shape))
+        x = x + block.mlp(block.norm2(x))
+    logits = model.head(model.norm(x))  # (B, T, V)
+    return (logits, weights) if return_weights else logits

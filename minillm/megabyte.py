@@ -184,25 +184,25 @@ class Megabyte(nn.Module):
         P, D_L = self.config.patch_size, self.config.d_local
         K = -(-T // P)  # patches, the last one filled with PAD if P does not divide T
         ids = F.pad(ids, (0, K * P - T), value=PAD)  # (B, K·P)
-        g = self._run(self.global_blocks, self.global_inputs(ids, 0, K))  # (B, K, P·D_G)
-        slices = self._project(g).reshape(B * K, P, D_L)  # (B·K, P, D_L)
+        g = self.run_blocks(self.global_blocks, self.global_inputs(ids, 0, K))  # (B, K, P·D_G)
+        slices = self.project(g).reshape(B * K, P, D_L)  # (B·K, P, D_L)
         patches = ids.view(B * K, P)  # every patch is one sequence of the local model
         if self.shift_local:
             x = self.local_inputs(slices, patches[:, :-1], first=True)  # (B·K, P, D_L)
         else:  # the bug the pad byte prevents: byte p sees itself
             x = slices + self.local_embed(patches)
-        h = self._run(self.local_blocks, x)  # (B·K, P, D_L)
+        h = self.run_blocks(self.local_blocks, x)  # (B·K, P, D_L)
         logits = self.head(self.local_norm(h))  # (B·K, P, V)
         return logits.view(B, K * P, -1)[:, :T]  # (B, T, V)
 
-    def _project(self, g: torch.Tensor) -> torch.Tensor:
+    def project(self, g: torch.Tensor) -> torch.Tensor:
         """Global outputs (B, K, P·D_G) -> one D_L vector per byte slot, (B, K, P, D_L)."""
         B, K = g.shape[:2]
         g = self.global_norm(g).view(B, K, self.config.patch_size, self.config.d_global)  # (B, K, P, D_G)
         return self.global_to_local(g)
 
     @staticmethod
-    def _run(blocks: nn.ModuleList, x: torch.Tensor, cache: DenseCache | None = None) -> torch.Tensor:
+    def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: DenseCache | None = None) -> torch.Tensor:
         """x (N, n, C) through a stack: causal from position 0, or after what the cache holds."""
         n = x.shape[1]
         step = full_sequence_step(n, None, None, x.device) if cache is None else cache.begin(n, x.device)
@@ -261,15 +261,15 @@ class Megabyte(nn.Module):
         for t in range(n, total):
             k, p = divmod(t, P)  # byte t is byte p of patch k
             if p == 0 or t == n:  # entering patch k: its global output, computed once
-                g = self._run(self.global_blocks, self.global_inputs(seq, patches_done, k + 1), global_cache)
-                slices = self._project(g[:, -1:])[:, 0]  # (1, P, D_L)
+                g = self.run_blocks(self.global_blocks, self.global_inputs(seq, patches_done, k + 1), global_cache)
+                slices = self.project(g[:, -1:])[:, 0]  # (1, P, D_L)
                 stats.global_calls += 1
                 stats.global_patches += k + 1 - patches_done
                 patches_done, local_cache, local_done = k + 1, DenseCache(), 0
             # local positions local_done..p of patch k; position j reads byte kP + j - 1
             prev = seq[:, k * P + max(local_done - 1, 0) : t]
             x = self.local_inputs(slices[:, local_done : p + 1], prev, first=local_done == 0)  # (1, n, D_L)
-            h = self._run(self.local_blocks, x, local_cache)
+            h = self.run_blocks(self.local_blocks, x, local_cache)
             logits = self.head(self.local_norm(h[0, -1]))  # (V,)
             stats.local_calls += 1
             stats.local_bytes += p + 1 - local_done

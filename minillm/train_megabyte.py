@@ -3,6 +3,7 @@
     python -m minillm.train_megabyte --preset megabyte --threads 1   # trains in runs/megabyte/ (resumable)
     python -m minillm.train_megabyte --preset flat --threads 1       # the baseline, in runs/flat/
     python -m minillm.train_megabyte --compare                       # parameters and FLOPs of each preset
+    python -m minillm.train_megabyte --preset megabyte --threads 1 --checkpoint megabyte   # ... then save
 
 What is matched, as in the paper's Table 2 (Yu et al., 2023, arXiv 2305.07185): training compute.
 Both presets see the same batches (same seed, batch size, context T = 512 bytes, prose/code mix) for
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from . import data
 from .config import ModelConfig
 from .megabyte import Megabyte, MegabyteConfig, bits_per_byte, byte_loss
 from .model import MiniLLM
-from .train import TrainConfig, fit
+from .train import TrainConfig, fit, sum_minutes
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,30 @@ def _stack_flops(width: int, n_layers: int, mlp_ratio: int, keys: float) -> Flop
     return Flops(matmul, 2 * 2 * n_layers * keys * width)  # q·k and weights·v
 
 
+def flops_breakdown(config: MegabyteConfig | ModelConfig, seq_len: int, causal: bool = True) -> dict[str, Flops]:
+    """Forward FLOPs per byte by part of the model: where the compute goes (see flops_per_byte).
+
+    MEGABYTE: "global" (its stack runs once per patch, so its cost per byte is divided by P),
+    "local" (once per byte, attending within the patch) and "projections" (W_GL and the output
+    head, once per byte). A flat model: "layers" and "head".
+    """
+    if isinstance(config, ModelConfig):
+        keys = (seq_len + 1) / 2 if causal else seq_len
+        layers = _stack_flops(config.d_model, config.n_layers, config.mlp_ratio, keys)
+        return {"layers": layers, "head": Flops(2 * config.d_model * config.vocab_size, 0.0)}
+    if not isinstance(config, MegabyteConfig):
+        raise TypeError(f"config must be a MegabyteConfig or ModelConfig, got {type(config).__name__}")
+    c, P = config, config.patch_size
+    K = -(-seq_len // P)
+    g = _stack_flops(c.global_width, c.n_global_layers, c.mlp_ratio, (K + 1) / 2 if causal else K)
+    loc = _stack_flops(c.d_local, c.n_local_layers, c.mlp_ratio, (P + 1) / 2 if causal else P)
+    return {
+        "global": Flops(g.matmul / P, g.attention / P),
+        "local": loc,
+        "projections": Flops(2 * c.d_global * c.d_local + 2 * c.d_local * c.vocab_size, 0.0),
+    }
+
+
 def flops_per_byte(config: MegabyteConfig | ModelConfig, seq_len: int, causal: bool = True) -> Flops:
     """Forward FLOPs per byte of a model on sequences of seq_len bytes (training costs ~3x that).
 
@@ -55,18 +82,8 @@ def flops_per_byte(config: MegabyteConfig | ModelConfig, seq_len: int, causal: b
     lookups and adds. causal=True counts the (n + 1) / 2 keys a query needs on average, False all n
     (what a dense kernel computes). MEGABYTE's global stack runs once per patch, hence the / P.
     """
-    if isinstance(config, ModelConfig):
-        keys = (seq_len + 1) / 2 if causal else seq_len
-        s = _stack_flops(config.d_model, config.n_layers, config.mlp_ratio, keys)
-        return Flops(s.matmul + 2 * config.d_model * config.vocab_size, s.attention)
-    if not isinstance(config, MegabyteConfig):
-        raise TypeError(f"config must be a MegabyteConfig or ModelConfig, got {type(config).__name__}")
-    c, P = config, config.patch_size
-    K = -(-seq_len // P)
-    g = _stack_flops(c.global_width, c.n_global_layers, c.mlp_ratio, (K + 1) / 2 if causal else K)
-    loc = _stack_flops(c.d_local, c.n_local_layers, c.mlp_ratio, (P + 1) / 2 if causal else P)
-    matmul = g.matmul / P + 2 * c.d_global * c.d_local + loc.matmul + 2 * c.d_local * c.vocab_size
-    return Flops(matmul, g.attention / P + loc.attention)
+    parts = flops_breakdown(config, seq_len, causal).values()
+    return Flops(sum(f.matmul for f in parts), sum(f.attention for f in parts))
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,18 @@ def evaluate(model: nn.Module, run: ByteRun) -> dict:
     return out
 
 
+@torch.no_grad()
+def test_report(model: nn.Module, run: ByteRun, batch_size: int = 32) -> dict:
+    """Test bits per byte per kind on held-out bytes (the test split): the same bytes for every model."""
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for kind in data.KINDS:
+        x, _ = data.sample_batch(data.load_bytes(kind, "test"), batch_size, run.seq_len, gen, run.train.prefix)
+        out[f"test_bpb_{kind}"] = round(bits_per_byte(model, x), 4)
+    return out
+
+
 def train(run: ByteRun, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
           progress: bool = True) -> nn.Module:  # fmt: skip
     """Train (or resume) a preset in out_dir with minillm.train's loop; stops early after max_minutes."""
@@ -164,6 +193,30 @@ def train(run: ByteRun, out_dir: str | Path, resume: bool = True, max_minutes: f
     )
 
 
+def save_run(model: nn.Module, run: ByteRun, preset: str, out: Path, name: str, argv: list[str], **extra) -> Path:
+    """Save a finished run as minillm/checkpoints/NAME.* with its recipe, what is matched, and test bpb."""
+    from .pretrained import save_checkpoint
+
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    matched = {k: v for k, v in compare({preset: run})[preset].items() if k != "attention_share"}
+    meta = {
+        "preset": preset,
+        "matched": "training compute: the same batches, steps and schedule as the other preset, at nearly the "
+        "same forward MFLOPs per byte (mflops_per_byte)",
+        **matched,
+        "train_config": {k: v for k, v in asdict(run.train).items() if k != "model"},
+        "corpus_sha256": {kind: data.corpus_sha256(kind) for kind in data.KINDS},
+        "steps": log[-1]["step"],
+        "train_minutes": sum_minutes(log),
+        "final": log[-1],
+        "curve": [{k: e[k] for k in ("step", "train_tflops", "val_bpb_prose", "val_bpb_code")} for e in log],
+        **test_report(model, run),
+        "command": "python -m minillm.train_megabyte " + shlex.join(argv),
+        **extra,
+    }
+    return save_checkpoint(model, name, meta)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train MEGABYTE or its matched flat baseline (resumable).")
     parser.add_argument("--preset", choices=sorted(PRESETS))
@@ -173,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
+    parser.add_argument("--checkpoint", default=None, help="when done, save as minillm/checkpoints/NAME")
     args = parser.parse_args(argv)
     if args.compare:
         print(json.dumps(compare(), indent=2))
@@ -184,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     run = PRESETS[args.preset]
     if args.steps is not None:
         run = replace(run, train=replace(run.train, steps=args.steps))
-    train(run, Path(args.out or f"runs/{args.preset}"), resume=not args.no_resume, max_minutes=args.max_minutes)
+    out = Path(args.out or f"runs/{args.preset}")
+    model = train(run, out, resume=not args.no_resume, max_minutes=args.max_minutes)
+    step = torch.load(out / "state.pt", weights_only=False)["step"]
+    if args.checkpoint and step >= run.train.steps:
+        print("saved", save_run(model, run, args.preset, out, args.checkpoint, sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

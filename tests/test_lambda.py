@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from minillm import masks
 from minillm.attention import AttentionStep, distance_limit, rope_attention
 from minillm.cache import LambdaCache
-from minillm.lambda_attention import lambda_attention
+from minillm.lambda_attention import block_keys, lambda_attention, lambda_forward, topk_middle_attention
+from minillm.rope import apply_rope
 from minillm.streaming import stream_nll
 
 
@@ -49,8 +50,6 @@ def test_no_effective_distance_exceeds_the_limit():
     score_limit = rope_attention(q[:, :, 39:40], k_near[:, :, :1], v[:, :, :1], step, 10000.0, True)
     assert score_limit[1].shape == (1, 1, 1, 1)  # one key: weight 1, the check is on the logits below
     d = q.shape[-1] ** 0.5
-    from minillm.rope import apply_rope
-
     far = (apply_rope(q[:, :, 39:40], torch.tensor([6])) * k[:, :, :1]).sum(-1) / d
     near = (apply_rope(q[:, :, 39:40], torch.tensor([6])) * apply_rope(k[:, :, :1], torch.tensor([0]))).sum(-1) / d
     torch.testing.assert_close(far, near)
@@ -99,3 +98,68 @@ def test_model_rejects_a_bad_distance_limit(small_model):
         small_model(torch.ones(1, 3, dtype=torch.long), max_distance=0)
     with pytest.raises(TypeError, match="max_distance must be an int"):
         small_model(torch.ones(1, 3, dtype=torch.long), max_distance=2.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.integers(0, 60), size=st.integers(1, 20), n_global=st.integers(0, 8), n_local=st.integers(1, 20))
+def test_block_keys_are_exactly_the_keys_some_query_of_the_block_may_see(start, size, n_global, n_local):
+    stop = start + size
+    mask = masks.materialize(masks.lambda_shaped(n_global, n_local), stop)[start:stop]  # (size, stop)
+    assert torch.equal(block_keys(start, stop, n_global, n_local), mask.any(0).nonzero().flatten())
+
+
+def test_lambda_forward_without_top_k_equals_the_dense_masked_model(small_model):
+    ids = torch.randint(0, 256, (2, 70))
+    expected = small_model(ids, mask_mod=masks.lambda_shaped(3, 8), max_distance=8).logits
+    torch.testing.assert_close(lambda_forward(small_model, ids, 3, 8, 8), expected)
+    more_layers_than_the_model = lambda_forward(small_model, ids, 3, 8, 8, top_k=4, from_layer=2)
+    torch.testing.assert_close(more_layers_than_the_model, expected)
+
+
+def test_top_k_with_every_middle_key_at_the_limit_is_the_limit_without_the_lambda(small_model):
+    """All middle keys re-admitted, scored at insert_at = max_distance = n_local: every key is seen,
+    far ones at the limit, which is `model(ids, max_distance=n_local)` with the causal mask."""
+    ids = torch.randint(0, 256, (1, 60))
+    got = lambda_forward(small_model, ids, 2, 8, 8, top_k=100, insert_at=8, first_query=0)
+    torch.testing.assert_close(got, small_model(ids, max_distance=8).logits)
+
+
+def test_top_k_changes_only_the_chosen_queries(small_model):
+    ids = torch.randint(0, 256, (1, 60))
+    plain = lambda_forward(small_model, ids, 2, 8, 8)
+    topk = lambda_forward(small_model, ids, 2, 8, 8, top_k=3, from_layer=1, first_query=50)
+    torch.testing.assert_close(topk[:, :50], plain[:, :50])
+    assert not torch.allclose(topk[:, 50:], plain[:, 50:])
+
+
+def _middle_case(T=50, n_global=3, n_local=8):
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, T, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    return q, k, v, torch.arange(T), n_global, n_local
+
+
+def test_top_k_adds_exactly_the_best_k_middle_keys_at_the_pseudo_distance():
+    q, k, v, pos, n_global, n_local = _middle_case()
+    _, w = topk_middle_attention(q, k, v, pos, n_global, n_local, 8, top_k=2, insert_at=5, return_weights=True)
+    lam = masks.materialize(masks.lambda_shaped(n_global, n_local), len(pos))  # (T, T)
+    middle = (pos[:, None] >= pos[None, :]) & ~lam
+    extra = (w > 0) & middle  # (B, H, T, T)
+    assert torch.equal(extra.sum(-1), middle.sum(-1).clamp(max=2).expand_as(extra.sum(-1)))
+    assert ((w > 0) | ~lam).all()  # every Λ key keeps a weight
+    pseudo = (apply_rope(q, torch.full_like(pos, 5)) @ k.transpose(-2, -1)).masked_fill(~middle, float("-inf"))
+    best = pseudo[0, :, 40].topk(2).indices.sort().values  # query 40: its two best middle keys, at distance 5
+    assert torch.equal(extra[0, :, 40].nonzero()[:, 1].view(2, 2), best)
+
+
+def test_top_k_zero_is_plain_lambda_attention():
+    q, k, v, pos, n_global, n_local = _middle_case()
+    out, _ = topk_middle_attention(q, k, v, pos, n_global, n_local, 8, top_k=0, insert_at=4)
+    torch.testing.assert_close(out, lambda_attention(q, k, v, n_global, n_local, 8))
+
+
+def test_bad_top_k_arguments(small_model):
+    q, k, v, pos, n_global, n_local = _middle_case()
+    with pytest.raises(ValueError, match="top_k must be an int >= 0"):
+        topk_middle_attention(q, k, v, pos, n_global, n_local, 8, top_k=-1, insert_at=4)
+    with pytest.raises(ValueError, match="first_query must lie in 0..9"):
+        lambda_forward(small_model, torch.ones(1, 10, dtype=torch.long), 2, 4, 4, top_k=1, first_query=10)

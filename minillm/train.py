@@ -140,13 +140,15 @@ def fit(
     resume: bool = True,
     max_minutes: float | None = None,
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> torch.nn.Module:
     """The training loop every model of the course shares: AdamW with warm-up and cosine decay,
     gradient clipping, an evaluation every cfg.eval_every steps appended to out_dir/log.jsonl, and
     the whole state saved every cfg.save_every steps so that a killed run resumes exactly.
 
     loss_fn(model, inputs, targets) -> scalar loss in nats; evaluate_fn(model, step) -> dict to log;
-    `record` describes the run (a resumed run must have the same record). Stops after max_minutes.
+    `record` describes the run (a resumed run must have the same record). Pauses (resumably) after
+    max_minutes, or on reaching step `stop_at` with the schedule still set for cfg.steps.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,7 @@ def fit(
     start = time.time()
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train")
-    while step < cfg.steps:
+    while step < min(cfg.steps, stop_at or cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         x, y = get_batch(cfg, "train", generator)
@@ -191,7 +193,7 @@ def fit(
         step += 1
         bar.update(1)
         bar.set_postfix(bpb=f"{loss.item() / math.log(2):.3f}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if step % cfg.eval_every == 0 or step in (cfg.steps, stop_at):
             model.eval()
             with torch.no_grad():
                 metrics = evaluate_fn(model, step)
@@ -205,7 +207,7 @@ def fit(
             with log_path.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
             bar.write(json.dumps({k: v for k, v in entry.items() if k != "sink_mass"}))
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step in (cfg.steps, stop_at):
             save()
         if max_minutes is not None and time.time() - start > 60 * max_minutes:
             save()
@@ -220,9 +222,14 @@ def next_token_loss(model: MiniLLM, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None, progress: bool = True
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = True,
+    max_minutes: float | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
 ) -> MiniLLM:
-    """Train (or resume) a MiniLLM run in out_dir; returns the model. Stops early after max_minutes."""
+    """Train (or resume) a MiniLLM run in out_dir; returns the model. Pauses after max_minutes or at stop_at."""
     torch.manual_seed(cfg.seed)
     return fit(
         MiniLLM(cfg.model),
@@ -234,6 +241,7 @@ def train(
         resume,
         max_minutes,
         progress,
+        stop_at,
     )
 
 
@@ -276,17 +284,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--stop-at", type=int, default=None, help="pause (resumably) at this step")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
-    parser.add_argument("--checkpoint", default=None, help="when done, save as minillm/checkpoints/NAME")
+    parser.add_argument("--checkpoint", default=None, help="when done (or paused by --stop-at), save as NAME")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]
     cfg = replace(cfg, **{k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None})
     out = Path(args.out or f"runs/{args.preset}")
-    model = train(cfg, out, resume=not args.no_resume, max_minutes=args.max_minutes)
+    model = train(cfg, out, resume=not args.no_resume, max_minutes=args.max_minutes, stop_at=args.stop_at)
     state = torch.load(out / "state.pt", weights_only=False)
-    if args.checkpoint and state["step"] >= cfg.steps:
+    if args.checkpoint and (state["step"] >= cfg.steps or state["step"] == args.stop_at):
         from .pretrained import save_checkpoint
 
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
             "corpus_sha256": {kind: data.corpus_sha256(kind) for kind in data.KINDS},
             "steps": state["step"],
+            "schedule_complete": state["step"] >= cfg.steps,  # False: paused early, learning rate not yet decayed
             "train_minutes": sum_minutes(log),
             "final": log[-1],
             **checkpoint_report(model, cfg),

@@ -170,8 +170,8 @@ def test_report(model: nn.Module, run: ByteRun, batch_size: int = 32) -> dict:
 
 
 def train(run: ByteRun, out_dir: str | Path, resume: bool = True, max_minutes: float | None = None,
-          progress: bool = True) -> nn.Module:  # fmt: skip
-    """Train (or resume) a preset in out_dir with minillm.train's loop; stops early after max_minutes."""
+          progress: bool = True, stop_at: int | None = None) -> nn.Module:  # fmt: skip
+    """Train (or resume) a preset in out_dir with minillm.train's loop; pauses after max_minutes or at stop_at."""
     cfg = run.train
     torch.manual_seed(cfg.seed)
     flops_per_step = 3 * run.flops_per_byte().total * cfg.batch_size * (run.seq_len - 1)
@@ -190,6 +190,7 @@ def train(run: ByteRun, out_dir: str | Path, resume: bool = True, max_minutes: f
         resume,
         max_minutes,
         progress,
+        stop_at,
     )
 
 
@@ -207,6 +208,7 @@ def save_run(model: nn.Module, run: ByteRun, preset: str, out: Path, name: str, 
         "train_config": {k: v for k, v in asdict(run.train).items() if k != "model"},
         "corpus_sha256": {kind: data.corpus_sha256(kind) for kind in data.KINDS},
         "steps": log[-1]["step"],
+        "schedule_complete": log[-1]["step"] >= run.train.steps,  # False: paused early, learning rate not decayed
         "train_minutes": sum_minutes(log),
         "final": log[-1],
         "curve": [{k: e[k] for k in ("step", "train_tflops", "val_bpb_prose", "val_bpb_code")} for e in log],
@@ -225,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--stop-at", type=int, default=None, help="pause (resumably) at this step")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
-    parser.add_argument("--checkpoint", default=None, help="when done, save as minillm/checkpoints/NAME")
+    parser.add_argument("--checkpoint", default=None, help="when done (or paused by --stop-at), save as NAME")
     args = parser.parse_args(argv)
     if args.compare:
         print(json.dumps(compare(), indent=2))
@@ -239,9 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps is not None:
         run = replace(run, train=replace(run.train, steps=args.steps))
     out = Path(args.out or f"runs/{args.preset}")
-    model = train(run, out, resume=not args.no_resume, max_minutes=args.max_minutes)
+    model = train(run, out, resume=not args.no_resume, max_minutes=args.max_minutes, stop_at=args.stop_at)
     step = torch.load(out / "state.pt", weights_only=False)["step"]
-    if args.checkpoint and step >= run.train.steps:
+    if args.checkpoint and (step >= run.train.steps or step == args.stop_at):
         print("saved", save_run(model, run, args.preset, out, args.checkpoint, sys.argv[1:] if argv is None else argv))
 
 

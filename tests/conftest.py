@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-# The tests run tiny models: one thread is as fast, and far faster when other jobs share the cores.
-torch.set_num_threads(1)
-
 from minillm.config import ModelConfig
 from minillm.model import MiniLLM
+
+# The tests run tiny models: one thread is as fast, and far faster when other jobs share the cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

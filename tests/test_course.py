@@ -73,3 +73,9 @@ def test_lecture_cells_are_short(path):
         c.source.splitlines()[0] for c in nb.cells if c.cell_type == "code" and len(c.source.splitlines()) > 15
     ]
     assert not long_cells, f"code cells over 15 lines: {long_cells}"
+
+
+@pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebooks_open_with_their_chapter_title(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# Chapter {path.name[:2]} — ")

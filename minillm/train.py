@@ -276,17 +276,22 @@ def checkpoint_report(model: MiniLLM, cfg: TrainConfig) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train a MiniLLM preset (resumable).")
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options every training script shares: where, how long, resume, export."""
     parser.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
-    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
     parser.add_argument("--stop-at", type=int, default=None, help="pause (resumably) at this step")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
     parser.add_argument("--checkpoint", default=None, help="when done (or paused by --stop-at), save as NAME")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a MiniLLM preset (resumable).")
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=None)
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

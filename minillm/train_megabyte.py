@@ -30,7 +30,7 @@ from . import data
 from .config import ModelConfig
 from .megabyte import Megabyte, MegabyteConfig, bits_per_byte, byte_loss
 from .model import MiniLLM
-from .train import TrainConfig, fit, sum_minutes
+from .train import TrainConfig, add_run_arguments, fit, sum_minutes
 
 
 @dataclass(frozen=True)
@@ -223,13 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train MEGABYTE or its matched flat baseline (resumable).")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     parser.add_argument("--compare", action="store_true", help="print parameters and FLOPs of every preset")
-    parser.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
-    parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
-    parser.add_argument("--stop-at", type=int, default=None, help="pause (resumably) at this step")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
-    parser.add_argument("--checkpoint", default=None, help="when done (or paused by --stop-at), save as NAME")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.compare:
         print(json.dumps(compare(), indent=2))

@@ -79,6 +79,19 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     assert len(log[-1]["sink_mass"]) == cfg.model.n_layers
 
 
+def test_pausing_at_a_step_keeps_the_schedule_and_resumes_exactly(tmp_path):
+    cfg = replace(PRESETS["tiny"], steps=30, eval_every=20, save_every=20)
+    uninterrupted = train(cfg, tmp_path / "a", progress=False)
+    paused = train(cfg, tmp_path / "b", progress=False, stop_at=25)
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=False)["step"] == 25
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [20, 25]  # the pause is evaluated, like the end of a run
+    assert any((p != q).any() for p, q in zip(paused.parameters(), uninterrupted.parameters()))
+    resumed = train(cfg, tmp_path / "b", progress=False)  # the learning rate never saw stop_at
+    for p, q in zip(uninterrupted.parameters(), resumed.parameters()):
+        torch.testing.assert_close(p, q)
+
+
 def test_resuming_with_another_config_is_refused(tmp_path):
     cfg = replace(PRESETS["tiny"], steps=5)
     train(cfg, tmp_path, progress=False)

@@ -17,10 +17,15 @@ from .cache import KVCache
 from .model import MiniLLM
 
 
-def _as_ids(ids: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
-    ids = torch.as_tensor(ids, dtype=torch.long, device=device)
+def _as_ids(ids: Sequence[int] | torch.Tensor, model: MiniLLM) -> torch.Tensor:
+    """The stream as a 1-D LongTensor on the model's device; its last tokens are only targets, so
+    their range is checked here, not by the model."""
+    ids = torch.as_tensor(ids, dtype=torch.long, device=next(model.parameters()).device)
     if ids.dim() != 1 or len(ids) < 2:
         raise ValueError(f"ids must be a 1-D sequence of at least 2 tokens, got shape {tuple(ids.shape)}")
+    vocab = model.config.vocab_size
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ValueError(f"ids must lie in 0..{vocab - 1}, got {ids.min().item()}..{ids.max().item()}")
     return ids
 
 
@@ -37,7 +42,7 @@ def stream_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, cache: KVCache
         raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    ids = _as_ids(ids, next(model.parameters()).device)
+    ids = _as_ids(ids, model)
     nll = torch.empty(len(ids) - 1)
     for start in range(0, len(ids) - 1, chunk_size):
         stop = min(start + chunk_size, len(ids) - 1)
@@ -55,7 +60,7 @@ def recompute_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
-    ids = _as_ids(ids, next(model.parameters()).device)
+    ids = _as_ids(ids, model)
     n = len(ids) - 1
     nll = torch.empty(n)
     # Warm-up: while t < window the whole prefix fits, so one causal forward gives those losses.

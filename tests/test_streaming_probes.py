@@ -53,6 +53,12 @@ def test_stream_nll_rejects_bad_input(small_model):
         stream_nll(small_model, [1, 2], "dense")
     with pytest.raises(ValueError, match="window must be an int >= 1"):
         recompute_nll(small_model, [1, 2, 3], 0)
+    vocab = small_model.config.vocab_size  # the last token is only a target: the model never sees it
+    for ids in ([1, 2, vocab], [1, -1, 2]):
+        with pytest.raises(ValueError, match=f"ids must lie in 0..{vocab - 1}"):
+            stream_nll(small_model, ids, DenseCache())
+        with pytest.raises(ValueError, match=f"ids must lie in 0..{vocab - 1}"):
+            recompute_nll(small_model, ids, 2)
 
 
 def test_sink_mass_is_the_mean_weight_on_key_zero(small_model):

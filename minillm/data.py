@@ -70,6 +70,8 @@ def sample_batch(
     Returns inputs and next-token targets, both (batch_size, seq_len) long tensors; the prefix
     tokens predict the window's first bytes.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     n_text = seq_len - len(prefix) + 1  # text bytes per sample, the last one only as a target
     if n_text < 2 or len(data) <= n_text:
         raise ValueError(f"seq_len={seq_len} does not fit prefix {prefix} and data of {len(data)} bytes")

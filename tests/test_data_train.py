@@ -48,6 +48,8 @@ def test_eval_stream_and_bad_arguments():
         data.load_text("prose", "dev")
     with pytest.raises(ValueError, match="does not fit"):
         data.sample_batch(torch.zeros(10, dtype=torch.uint8), 2, 64, torch.Generator())
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        data.sample_batch(torch.zeros(100, dtype=torch.uint8), 0, 16, torch.Generator())
 
 
 def test_learning_rate_warms_up_then_decays_to_min_lr():

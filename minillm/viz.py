@@ -41,6 +41,8 @@ def plot_mask(
             raise ValueError("plot_mask needs n (the size to draw) when given a mask_mod")
         mask = masks.materialize(mask, n)
     mask = torch.as_tensor(mask).bool().cpu()
+    if mask.dim() != 2:
+        raise ValueError(f"mask must be 2-D (q_len, kv_len) or a mask_mod, got shape {tuple(mask.shape)}")
     ax = _axes(ax)
     ax.imshow(mask.numpy(), cmap="Blues", vmin=0, vmax=1.25, interpolation="nearest")
     ax.set_xlabel("key position")
@@ -57,6 +59,8 @@ def plot_attention(
     log: bool = False,
 ) -> plt.Axes:
     """One attention map (T, S): row t is how query t spreads its attention over the keys."""
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 2:
+        raise ValueError(f"weights must be one 2-D map (T, S), got shape {tuple(getattr(weights, 'shape', ()))}")
     w = weights.detach().float().cpu().numpy()
     ax = _axes(ax)
     if log:
@@ -76,6 +80,9 @@ def attention_grid(
     size: float = 1.8,
 ) -> plt.Figure:
     """All heads of all layers: attn is the model's list of (B, H, T, S), one per layer."""
+    layers_ok = not isinstance(attn, torch.Tensor) and len(attn) > 0
+    if not layers_ok or any(not isinstance(a, torch.Tensor) or a.dim() != 4 for a in attn):
+        raise ValueError("attn must be a non-empty list of (B, H, T, S) tensors, one per layer (return_attn=True)")
     n_layers, n_heads = len(attn), attn[0].shape[1]
     fig, axes = plt.subplots(n_layers, n_heads, figsize=(size * n_heads, size * n_layers), squeeze=False)
     for layer, layer_attn in enumerate(attn):

@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from minillm import masks  # noqa: E402
@@ -25,6 +26,19 @@ def test_attention_grid_has_one_panel_per_layer_and_head(small_model):
     assert len(fig.axes) == small_model.config.n_layers * small_model.config.n_heads
     ax = plot_attention(attn[0][0, 0], tokens=list(range(10)))
     assert len(ax.get_xticklabels()) == 10
+    plt.close("all")
+
+
+def test_plots_reject_tensors_of_the_wrong_shape(small_model):
+    attn = small_model(torch.randint(0, 256, (1, 6)), return_attn=True).attn
+    with pytest.raises(ValueError, match="mask must be 2-D"):
+        plot_mask(torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="weights must be one 2-D map"):
+        plot_attention(attn[0][0])  # (H, T, S): a head index is missing
+    with pytest.raises(ValueError, match="attn must be a non-empty list"):
+        attention_grid(attn[0])  # one layer's tensor instead of the list
+    with pytest.raises(ValueError, match="attn must be a non-empty list"):
+        attention_grid([])
     plt.close("all")
 
 

@@ -18,3 +18,34 @@ def small_model(small_config) -> MiniLLM:
     """A random model in float64, so equalities hold to ~1e-12."""
     torch.manual_seed(0)
     return MiniLLM(small_config).double().eval()
+
+
+class CheckerContract:
+    """What every exercise checker owes a learner: ✅ for the package's function, ❌ with a hint for
+    a classic mistake, ⏳ for an untouched stub, and never an exception escaping into the notebook."""
+
+    def __init__(self, capsys: pytest.CaptureFixture) -> None:
+        self.capsys = capsys
+
+    def passes_right_fails_wrong(self, check, right, wrong) -> None:
+        assert check(right)
+        assert not check(wrong)
+        out = self.capsys.readouterr().out
+        assert out.count("✅") == 1 and "❌" in out and "hint:" in out
+
+    def reports_stubs_and_errors(self, check, wrong_value, wrong_type_message: str) -> None:
+        def stub(*args):
+            raise NotImplementedError
+
+        assert not check(stub)
+        assert not check(lambda *args: 1 / 0)
+        assert not check(lambda *args: wrong_value)
+        out = self.capsys.readouterr().out
+        assert "⏳" in out and "not implemented yet" in out
+        assert "raised ZeroDivisionError" in out
+        assert wrong_type_message in out
+
+
+@pytest.fixture
+def checker_contract(capsys) -> CheckerContract:
+    return CheckerContract(capsys)

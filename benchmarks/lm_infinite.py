@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from process_memory import process_memory_mb
 
 from minillm import data, masks
 from minillm.cache import DenseCache, LambdaCache, SinkCache, WindowCache
@@ -83,17 +84,6 @@ def ablation(model, multiples: list[int], n_targets: int) -> dict:
     return {"multiples": multiples, "target_ends": ends, "n_global": N_GLOBAL, "ppl_last_T": table}
 
 
-def peak_mb() -> float:
-    """The process's peak resident memory so far (VmHWM) in MB; NaN where /proc is missing."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 @torch.no_grad()
 def one_run(checkpoint: str, method: str, length: int, repeats: int) -> dict:
     """Run in a fresh process: time, peak memory and perplexity of one forward over `length` tokens."""
@@ -106,7 +96,7 @@ def one_run(checkpoint: str, method: str, length: int, repeats: int) -> dict:
         "lambda_blockwise": lambda: lambda_forward(model, ids, N_GLOBAL, T, T),
     }[method]
     model(ids[:, :T])  # warm up kernels and allocator at a small size
-    baseline = peak_mb()
+    baseline = process_memory_mb("VmHWM")
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -117,7 +107,7 @@ def one_run(checkpoint: str, method: str, length: int, repeats: int) -> dict:
         "method": method,
         "tokens": length,
         "seconds": round(min(seconds), 4),
-        "peak_mb": round(peak_mb() - baseline, 1),
+        "peak_mb": round(process_memory_mb("VmHWM") - baseline, 1),
         "ppl": round(nll.exp().item(), 4),
     }
 

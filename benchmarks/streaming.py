@@ -28,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from process_memory import process_memory_mb  # noqa: E402
 
 from minillm import data  # noqa: E402
 from minillm.cache import DenseCache, KVCache, SinkCache, WindowCache  # noqa: E402
@@ -36,17 +37,6 @@ from minillm.streaming import stream_nll  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SEGMENT = 1024
-
-
-def rss_mb() -> float:
-    """Resident memory of this process in MB (Linux), or NaN elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def cache_bytes(cache: KVCache) -> int:
@@ -73,7 +63,7 @@ def stream_by_segment(model, ids: list[int], cache: KVCache, chunk: int) -> dict
                 "start": start,
                 "ppl": round(nll.mean().exp().item(), 4),
                 "cache_bytes": cache_bytes(cache),
-                "rss_mb": round(rss_mb(), 1),
+                "rss_mb": round(process_memory_mb("VmRSS"), 1),
             }
         )
     after_first = torch.cat(nll_all[1:]).mean().exp().item() if len(nll_all) > 1 else float("nan")

@@ -3,18 +3,26 @@
     python -m minillm.course exercises            # solutions/NN_*.ipynb -> exercises/NN_*.ipynb, executed
     python -m minillm.course run                  # re-execute every notebook, write outputs back
     python -m minillm.course run notebooks/01_dense_attention.ipynb
+    python -m minillm.course run --no-write       # time the notebooks, change nothing
 
 `solutions/` is the single source. Solution code sits between nbgrader's markers
 `### BEGIN SOLUTION` / `### END SOLUTION`; in the exercise notebook it becomes a stub that raises
 NotImplementedError (with the solution's size as a hint), and markdown answers become a prompt.
 The exercise notebooks are then executed, so their committed outputs show the checkers saying
 "not implemented yet", which is what a learner sees before starting.
+
+Run times have one source of truth: every `run` records each notebook's wall-clock time in
+`notebooks/run_times.json`, then rewrites the figures that quote it (the "**Run time:** about N s"
+line of each lecture notebook and the README's course map), so text and measurement cannot drift.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
+import platform
 import re
 import time
 from pathlib import Path
@@ -24,6 +32,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+RUN_TIMES = ROOT / "notebooks" / "run_times.json"
+README = ROOT / "README.md"
+HEADER_RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )(\d+)( s)")
 _SOLUTION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n(.*?)^[ \t]*{re.escape(END)}[^\n]*(\n|$)", re.S | re.M)
 
 
@@ -53,8 +64,8 @@ def exercise_from_solution(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(path: Path, timeout: int = 600) -> float:
-    """Run a notebook top to bottom in its own folder and write it back; returns seconds."""
+def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
+    """Run a notebook top to bottom in its own folder, write it back and record its time; returns seconds."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -63,8 +74,67 @@ def execute(path: Path, timeout: int = 600) -> float:
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     ).execute()
     seconds = time.time() - start
-    nbformat.write(nb, path)
+    if write:
+        nbformat.write(nb, path)
+        record_run_time(path, seconds)
     return seconds
+
+
+def _key(path: Path) -> str:
+    return path.resolve().relative_to(ROOT).as_posix()  # "notebooks/00_tour.ipynb"
+
+
+def load_run_times() -> dict:
+    """{"machine": ..., "notebooks": {"notebooks/00_tour.ipynb": {"seconds": ..., ...}, ...}}"""
+    return json.loads(RUN_TIMES.read_text()) if RUN_TIMES.exists() else {"notebooks": {}}
+
+
+def record_run_time(path: Path, seconds: float) -> None:
+    """Store one notebook's measured time, then rewrite every sentence that quotes it."""
+    import torch
+
+    from .notebook import thread_count
+
+    times = load_run_times()
+    times["notebooks"][_key(path)] = {
+        "seconds": round(seconds, 1),
+        "threads": thread_count(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__.split("+")[0],
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    times["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
+    times["notebooks"] = dict(sorted(times["notebooks"].items()))
+    RUN_TIMES.write_text(json.dumps(times, indent=1) + "\n")
+    quote_run_times(times)
+
+
+def quoted(seconds: float) -> int:
+    """How a run time is quoted: whole seconds, at least 1."""
+    return max(1, round(seconds))
+
+
+def quote_run_times(times: dict | None = None) -> None:
+    """Write the recorded times into the lecture headers and the README's course map."""
+    recorded = (times or load_run_times())["notebooks"]
+    for key, entry in recorded.items():
+        if key.startswith("notebooks/"):
+            path = ROOT / key
+            nb = nbformat.read(path, as_version=4)
+            header = nb.cells[0]
+            new = HEADER_RUN_TIME.sub(rf"\g<1>{quoted(entry['seconds'])}\g<3>", header.source)
+            if new != header.source:
+                header.source = new
+                nbformat.write(nb, path)
+    readme = README.read_text()
+    for key, entry in recorded.items():
+        if not key.startswith("notebooks/"):
+            continue
+        exercise = recorded.get("exercises/" + key.split("/", 1)[1])
+        figure = f"{quoted(entry['seconds'])} s" + (f" / {quoted(exercise['seconds'])} s" if exercise else "")
+        row = re.compile(rf"^(\| [^\n]*`{re.escape(key)}`[^\n]*\| )[^|\n]*( \|)$", re.M)
+        readme = row.sub(rf"\g<1>{figure}\g<2>", readme)
+    README.write_text(readme)
 
 
 def make_exercises(run: bool = True) -> list[Path]:
@@ -74,7 +144,7 @@ def make_exercises(run: bool = True) -> list[Path]:
         target = ROOT / "exercises" / solution.name
         nbformat.write(exercise_from_solution(nbformat.read(solution, as_version=4)), target)
         if run:
-            print(f"{target.relative_to(ROOT)}: {execute(target):.1f} s")
+            print(f"{target.relative_to(ROOT)}: {execute(target):.1f} s", flush=True)
         written.append(target)
     return written
 
@@ -90,12 +160,16 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--no-execute", action="store_true")
     rn = sub.add_parser("run", help="re-execute notebooks in place (default: all)")
     rn.add_argument("paths", nargs="*", type=Path)
+    rn.add_argument("--no-write", action="store_true", help="only time the notebooks: write neither outputs nor times")
     args = parser.parse_args(argv)
     if args.command == "exercises":
         make_exercises(run=not args.no_execute)
     else:
         for path in args.paths or all_notebooks():
-            print(f"{path}: {execute(path.resolve()):.1f} s", flush=True)
+            if path.suffix != ".ipynb" or not path.is_file():
+                parser.error(f"paths: {path} is not a notebook file")
+            seconds = execute(path.resolve(), write=not args.no_write)
+            print(f"{path}: {seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

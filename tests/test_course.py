@@ -6,7 +6,17 @@ import re
 import nbformat
 import pytest
 
-from minillm.course import BEGIN, END, ROOT, all_notebooks, exercise_from_solution, strip_solutions
+from minillm.course import (
+    BEGIN,
+    END,
+    HEADER_RUN_TIME,
+    README,
+    ROOT,
+    all_notebooks,
+    exercise_from_solution,
+    load_run_times,
+    strip_solutions,
+)
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -79,3 +89,58 @@ def test_lecture_cells_are_short(path):
 def test_notebooks_open_with_their_chapter_title(path):
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "markdown" and first.source.startswith(f"# Chapter {path.name[:2]} — ")
+
+
+@pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_notebook_starts_with_the_course_setup(path):
+    """Seeds, threads, warnings and plot style come from one place, before anything else runs."""
+    nb = nbformat.read(path, as_version=4)
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert first_code.source.startswith("from minillm.notebook import setup\n\nsetup(")
+    later = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c is not first_code)
+    assert "set_num_threads" not in later, "the thread count belongs to setup() (MINILLM_THREADS overrides it)"
+
+
+RUN_TIMES = load_run_times()["notebooks"]
+
+
+def test_every_notebook_has_a_run_time_measured_on_two_cores():
+    assert set(RUN_TIMES) == {p.relative_to(ROOT).as_posix() for p in all_notebooks()}
+    assert {entry["cpu_cores"] for entry in RUN_TIMES.values()} == {2}
+
+
+def _within(quoted_seconds: float, measured: float, factor: float = 1.5) -> bool:
+    return measured / factor - 1 <= quoted_seconds <= measured * factor + 1  # +-1: whole seconds
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_lecture_header_and_readme_quote_the_recorded_run_time(path):
+    key = path.relative_to(ROOT).as_posix()
+    header = nbformat.read(path, as_version=4).cells[0].source
+    match = HEADER_RUN_TIME.search(header)
+    assert match, f"{key}'s header has no '**Run time:** about N s'"
+    assert _within(int(match[2]), RUN_TIMES[key]["seconds"]), f"{key}: header {match[2]} s vs {RUN_TIMES[key]}"
+    row = next(line for line in README.read_text().splitlines() if f"`{key}`" in line)
+    lecture, exercise = re.fullmatch(r"(\d+) s / (\d+) s", row.rsplit("|", 2)[1].strip()).groups()
+    assert _within(int(lecture), RUN_TIMES[key]["seconds"])
+    assert _within(int(exercise), RUN_TIMES["exercises/" + path.name]["seconds"])
+
+
+def test_quote_run_times_rewrites_header_and_readme(tmp_path, monkeypatch):
+    """The quoting itself: a changed measurement reaches both places, and nothing else changes."""
+    import minillm.course as course
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T\n**Run time:** about 99 s on a laptop.")])
+    nbformat.write(nb, tmp_path / "notebooks" / "01_x.ipynb")
+    readme = tmp_path / "README.md"
+    readme.write_text("| 01 — x | `notebooks/01_x.ipynb` | `exercises/01_x.ipynb` | 99 s / 99 s |\nkeep 99 s\n")
+    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.setattr(course, "README", readme)
+    times = {"notebooks": {"notebooks/01_x.ipynb": {"seconds": 6.6}, "exercises/01_x.ipynb": {"seconds": 2.2}}}
+    course.quote_run_times(times)
+    assert (
+        "**Run time:** about 7 s on a laptop."
+        in nbformat.read(tmp_path / "notebooks" / "01_x.ipynb", 4).cells[0].source
+    )
+    assert readme.read_text() == "| 01 — x | `notebooks/01_x.ipynb` | `exercises/01_x.ipynb` | 7 s / 2 s |\nkeep 99 s\n"

@@ -33,3 +33,36 @@ def test_readme_quickstart_is_what_ci_runs():
     for command in ('python -m pip install -e ".[dev]"', "jupyter lab", "python -m pytest"):
         assert command in readme
     assert 'python -m pip install -e ".[dev]"' in ci and "python -m pytest" in ci
+
+
+def _lower_bounds(requirements) -> dict[str, str]:
+    """{"torch": "2.6", ...}: the `>=` bound of every requirement."""
+    bounds = {}
+    for requirement in requirements:
+        match = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", requirement)
+        assert match, f"{requirement!r} declares no lower bound (>=)"
+        bounds[match[1].lower()] = match[2]
+    return bounds
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = [int(p) for p in version.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def test_minimum_constraints_pin_exactly_the_declared_lower_bounds():
+    """The CI leg that installs the minimums tests what pyproject.toml (and so environment.yml) declares."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = _lower_bounds(project["dependencies"] + project["optional-dependencies"]["dev"])
+    lines = (ROOT / ".ci" / "minimum-constraints.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line.strip() and not line.startswith("#"))
+    assert set(pins) == set(declared), f"constraints and pyproject name different packages: {set(pins) ^ set(declared)}"
+    for name, bound in declared.items():
+        assert _release(pins[name]) == _release(bound), f"{name}: pyproject >={bound}, constraints {pins[name]}"
+
+
+def test_ci_runs_a_newest_and_a_minimum_leg_with_the_readme_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "leg newest\n" in ci and "leg minimum -c .ci/minimum-constraints.txt" in ci
+    assert "torch==" not in ci, "a pin in front of the README's install command hides what newcomers get"
+    assert "MINILLM_THREADS=2 python -m pytest notebooks solutions exercises" in ci

@@ -38,6 +38,7 @@ from .lookahead import (
     verify_sample,
 )
 from .model import MiniLLM
+from .sampling import draw
 
 __all__ = [
     "DecodeResult",
@@ -135,7 +136,7 @@ def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, generat
     if temperature == 0:
         return int(logits.argmax())
     probs = next_token_probs(logits.cpu(), temperature, top_k)  # (V,) on the CPU, where the generator is
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return draw(probs, generator)
 
 
 def _prefill(model: MiniLLM, cache: KVCache, prompt: list[int], device: torch.device) -> None:

@@ -20,6 +20,7 @@ import torch
 from . import masks
 from .attention import AttentionStep
 from .cache import KVCache
+from .sampling import draw
 
 
 def check_int(name: str, value: int, minimum: int) -> None:
@@ -273,7 +274,7 @@ def verify_sample(
         settled.append(chosen)
         alive = [c for c in alive if candidates[c, depth] == chosen]
         p = probs[alive[0], depth].double()  # the distribution after the accepted prefix
-    token = int(torch.multinomial(p / p.sum(), 1, generator=generator))
+    token = draw(p, generator)
     return Verdict(alive[0] if settled else None, len(settled), settled + [token])
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .cache import DenseCache
 from .config import ModelConfig
 from .model import Block, MiniLLM, full_sequence_step
+from .sampling import draw
 from .tokenizer import ByteTokenizer
 
 PAD = ByteTokenizer.pad_id
@@ -294,7 +295,7 @@ def sample_next(
             raise ValueError(f"top_k must be an int >= 1 (or None), got {top_k!r}")
         kth = torch.topk(logits, min(top_k, len(logits))).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return int(torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=generator))
+    return draw(torch.softmax(logits.double(), -1).cpu(), generator)
 
 
 def byte_loss(model: Megabyte | MiniLLM, ids: torch.Tensor) -> torch.Tensor:

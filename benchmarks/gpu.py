@@ -34,7 +34,7 @@ BUDGET_S = {"kernel": 240, "decoding": 90, "streaming": 90}  # 7 minutes, start-
 # Settings of the real run and of the dry run; flags override the lengths and the mask.
 FULL = {
     "kernel": {"lengths": [4096, 16384, 65536], "window": 1024, "n_sink": 4, "batch": 1, "heads": 16,
-               "head_dim": 64, "dense_max_t": 16384, "check_rows": 4096},
+               "head_dim": 64, "dense_max_t": 16384, "check_scores": 4096 * 4096},
     "decoding": {"models": ["base", "smollm2-135m"], "prompts": 4, "prompt_chars": 64, "new_tokens": 64,
                  "repeats": 3},
     "streaming": {"models": ["smollm2-135m", "base"], "caches": [256, 512, 1024, 2048, 4096], "n_sink": 4,
@@ -43,7 +43,7 @@ FULL = {
 }  # fmt: skip
 DRY = {
     "kernel": {"lengths": [64, 160], "window": 32, "n_sink": 4, "batch": 1, "heads": 2, "head_dim": 16,
-               "dense_max_t": 64, "check_rows": 96},
+               "dense_max_t": 64, "check_scores": 96 * 160},
     "decoding": {"models": ["base", "smollm2-135m"], "prompts": 1, "prompt_chars": 24, "new_tokens": 8,
                  "repeats": 1},
     "streaming": {"models": ["smollm2-135m", "base"], "caches": [16, 32], "n_sink": 4, "latency_tokens": 2,

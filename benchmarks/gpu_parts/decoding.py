@@ -71,7 +71,6 @@ def run(settings: dict, budget: Budget, save: Callable[[dict], None]) -> dict:
         else:
             model, tokenizer = loaded
             result["models"][name] = {"rows": run_model(model, tokenizer, settings, budget)}
-            del model
         save(result)
         print(f"  decoding {name}: {result['models'][name].get('skipped', 'done')}", flush=True)
     rows = [r for m in result["models"].values() for r in m.get("rows", []) if "skipped" not in r]

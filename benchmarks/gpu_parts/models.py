@@ -7,6 +7,8 @@ so any failure to load it becomes a recorded "skipped: <reason>", never an error
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from minillm import data
@@ -14,8 +16,11 @@ from minillm.pretrained import load_pretrained
 from minillm.tokenizer import ByteTokenizer
 
 
+@functools.cache
 def load_model(name: str, device: torch.device) -> tuple[torch.nn.Module, object] | str:
-    """(model in eval mode on `device`, tokenizer), or "skipped: <reason>"."""
+    """(model in eval mode on `device`, tokenizer), or "skipped: <reason>".
+
+    Cached: the decoding and streaming parts share one load (and one failed download attempt)."""
     try:
         model = load_pretrained(name, device=device)
         if name == "base":

@@ -91,7 +91,6 @@ def run(settings: dict, budget: Budget, save: Callable[[dict], None]) -> dict:
         )  # fmt: skip
         save(result)
         print(f"  streaming {name} memory flat: {entry['memory'].get('flat', entry['memory'].get('skipped'))}")
-        del model
     return result
 
 

@@ -233,7 +233,10 @@ def brief(row: dict) -> str:
     parts = ["check " + ("ok" if check.get("passed") else f"FAILED {check}")]
     for key in ("forward", "forward_backward"):
         r = row[key]
-        parts.append(f"{key} " + (r["skipped"] if "skipped" in r else f"{r['ms']} ms, {r['tflops']} TFLOP/s"))
+        if "skipped" in r:
+            parts.append(f"{key} {r['skipped']}")
+        else:
+            parts.append(f"{key} " + ("ran (untimed)" if r["ms"] is None else f"{r['ms']} ms, {r['tflops']} TFLOP/s"))
     return "; ".join(parts)
 
 

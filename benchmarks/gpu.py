@@ -106,7 +106,7 @@ def machine_info(device: torch.device) -> dict:
     return {**info, "gpu": f"none (CPU, {torch.get_num_threads()} threads)", "driver": None, "peak_tflops_16bit": None}
 
 
-def positive_int(minimum: int):
+def int_at_least(minimum: int):
     """An argparse type: an int >= minimum; argparse names the flag in its error."""
 
     def parse(text: str) -> int:
@@ -134,11 +134,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parts", type=parse_parts, default=list(PARTS), help="default: kernel,decoding,streaming")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on any machine; no timing claims")
     parser.add_argument("--out", type=Path, help="results directory (default: benchmarks/results; dry run: a temp dir)")
-    parser.add_argument("--lengths", type=positive_int(16), nargs="+", help="kernel: sequence lengths T")
-    parser.add_argument("--window", type=positive_int(2), help="kernel: window (the Λ's n_local)")
-    parser.add_argument("--n-sink", type=positive_int(0), help="kernel: sinks (the Λ's n_global)")
+    parser.add_argument("--lengths", type=int_at_least(16), nargs="+", help="kernel: sequence lengths T")
+    parser.add_argument("--window", type=int_at_least(2), help="kernel: window (the Λ's n_local)")
+    parser.add_argument("--n-sink", type=int_at_least(0), help="kernel: sinks (the Λ's n_global)")
     for part in PARTS:
-        parser.add_argument(f"--{part}-budget", type=positive_int(1), default=BUDGET_S[part],
+        parser.add_argument(f"--{part}-budget", type=int_at_least(1), default=BUDGET_S[part],
                             help=f"seconds for the {part} part (default {BUDGET_S[part]})")  # fmt: skip
     args = parser.parse_args(argv)
     if args.dry_run and args.out is not None and args.out.resolve() == RESULTS.resolve():
@@ -161,10 +161,11 @@ def main(argv: list[str] | None = None) -> Path:
         sys.exit("no CUDA device: use --dry-run to test the script on a CPU")
     if not cuda:
         torch.set_num_threads(1)  # tiny tensors: one thread is as fast, and the cores are shared
+    # Imported after the CUDA check: `kernels` sets TRITON_INTERPRET=1 when there is no GPU.
     from gpu_parts import decoding, kernel, streaming
     from gpu_parts.common import Budget
 
-    import kernels  # after the CUDA check: the package sets TRITON_INTERPRET=1 without a GPU
+    import kernels
 
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu_dry_run_")) if args.dry_run else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,10 +196,14 @@ def main(argv: list[str] | None = None) -> Path:
 
         print(f"[{time.perf_counter() - t_run:6.1f} s] {part}: budget {budget.seconds} s", flush=True)
         save({})
-        save({**modules[part].run(settings, budget, save), "status": "done"})
-        title = f"{part}, {machine['gpu']}, {results['date'][:10]}" + (" (dry run: sizes tiny, no timings)"
-                                                                       if args.dry_run else "")  # fmt: skip
-        modules[part].plot(entry, out / f"gpu_{part}.png", title)
+        try:
+            save({**modules[part].run(settings, budget, save), "status": "done"})
+            title = f"{part}, {machine['gpu']}, {results['date'][:10]}" + (" (dry run: sizes tiny, no timings)"
+                                                                           if args.dry_run else "")  # fmt: skip
+            modules[part].plot(entry, out / f"gpu_{part}.png", title)
+        except Exception as e:  # the GPU is lent for minutes: a broken part must not cost the others
+            save({"status": f"failed: {type(e).__name__}: {e}"})
+            print(f"{part} failed: {e!r}", file=sys.stderr, flush=True)
         print(f"[{time.perf_counter() - t_run:6.1f} s] {part}: done in {entry['seconds']} s", flush=True)
     print(summary(results))
     print(f"wrote {json_path} and gpu_*.png in {time.perf_counter() - t_run:.0f} s")

@@ -162,3 +162,17 @@ def test_bad_flags_name_the_flag_and_the_rule(argv, flag, rule, capsys):
 def test_load_results_is_none_when_never_measured_and_summary_says_so(tmp_path):
     assert gpu.load_results(tmp_path / "gpu.json") is None
     assert "not measured yet" in gpu.summary(None)
+
+
+@needs_cpu
+def test_a_failing_part_is_recorded_and_the_next_part_still_runs(tmp_path, monkeypatch):
+    from gpu_parts import decoding
+
+    def broken(settings, budget, save):
+        raise RuntimeError("deliberately broken")
+
+    monkeypatch.setattr(decoding, "run", broken)
+    results = gpu.load_results(gpu.main(["--dry-run", "--parts", "decoding,streaming", "--out", str(tmp_path)]))
+    assert results["parts"]["decoding"]["status"] == "failed: RuntimeError: deliberately broken"
+    assert results["parts"]["streaming"]["status"] == "done"
+    assert results["parts"]["streaming"]["models"]["base"]["latency"]

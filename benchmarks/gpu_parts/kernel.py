@@ -263,6 +263,8 @@ def plot(result: dict, path, title: str) -> None:
             ax.grid(True, which="both", alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=7)
+            else:  # a dry run, or every row skipped: say so rather than show empty axes
+                ax.text(0.5, 0.5, "no timings", transform=ax.transAxes, ha="center", color="gray")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -118,6 +118,8 @@ def plot(result: dict, path, title: str) -> None:
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+        else:  # a dry run (no CUDA memory counters, no timings), or every model skipped
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="gray")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -104,15 +104,16 @@ def implementations(
     from torch.nn.attention.flex_attention import create_block_mask
 
     n_sink, window = kernel_mask
-    block_mask = create_block_mask(mask_mod, None, None, T, T, device=device)
     out: dict[str, tuple[Attend | None, str | None, str | None]] = {
         "triton": (lambda q, k, v: kernels.block_sparse_attention(q, k, v, n_sink=n_sink, window=window), None, None),
-        "flex": (
-            lambda q, k, v: flex(q, k, v, block_mask=block_mask),
-            None,
-            None if device.type == "cuda" else "skipped: FlexAttention has no backward on CPU",
-        ),
     }
+    try:  # create_block_mask materializes the (T, T) mask and its int64 index arithmetic: ~40 GB at 64K
+        block_mask = create_block_mask(mask_mod, None, None, T, T, device=device)
+        no_backward = None if device.type == "cuda" else "skipped: FlexAttention has no backward on CPU"
+        out["flex"] = (lambda q, k, v: flex(q, k, v, block_mask=block_mask), None, no_backward)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        out["flex"] = (None, "skipped: create_block_mask ran out of GPU memory", None)
     if T > dense_max_t:
         why = f"skipped: T > dense_max_t {dense_max_t} (a {T * T:,}-byte bool mask, O(T^2) work)"
         out["sdpa_dense"] = (None, why, None)

@@ -70,7 +70,7 @@ def test_dry_run_decoders_equal_greedy_and_streaming_covers_every_cache(dry_run)
     assert decoding["all_equal_greedy"] is True
     base = decoding["models"]["base"]["rows"]
     assert {(r["kind"], r["method"]) for r in base} == {
-        (kind, label) for kind in ("code", "prose") for label, _, _ in kernel_decoding_methods()
+        (kind, label) for kind in ("code", "prose") for label, _, _ in decoding_methods()
     }
     assert all(r["steps"] <= r["tokens"] == parts["decoding"]["settings"]["new_tokens"] for r in base)
     smol = decoding["models"]["smollm2-135m"]
@@ -80,7 +80,7 @@ def test_dry_run_decoders_equal_greedy_and_streaming_covers_every_cache(dry_run)
     assert len(streaming["memory"]["segments"]) >= 2
 
 
-def kernel_decoding_methods():
+def decoding_methods():
     from gpu_parts.decoding import METHODS
 
     return METHODS
@@ -176,3 +176,23 @@ def test_a_failing_part_is_recorded_and_the_next_part_still_runs(tmp_path, monke
     assert results["parts"]["decoding"]["status"] == "failed: RuntimeError: deliberately broken"
     assert results["parts"]["streaming"]["status"] == "done"
     assert results["parts"]["streaming"]["models"]["base"]["latency"]
+
+
+def test_summary_names_the_gpu_the_date_and_the_headline_figures():
+    fwd = {"ms": 1.5, "tflops": 300.0, "fraction_of_peak": 0.3}
+    results = {
+        "dry_run": False,
+        "date": "2026-12-02T10:00:00+00:00",
+        "machine": {"gpu": "NVIDIA H200"},
+        "parts": {
+            "kernel": {
+                "rows": [{"impl": "triton", "mask": "sink_window", "dtype": "float16", "T": 65536, "forward": fwd}]
+            },  # fmt: skip
+            "streaming": {
+                "models": {"base": {"latency": [{"cache": 4096, "sink_ms": 2.0, "recompute_ms": 9.0, "speedup": 4.5}]}}
+            },  # fmt: skip
+        },
+    }
+    text = gpu.summary(results)
+    assert text.startswith("GPU figures (NVIDIA H200, 2026-12-02)") and "DRY RUN" not in text
+    assert "T=65536: forward 1.5 ms (300.0 TFLOP/s" in text and "cache 4096: sink 2.0 ms/token" in text

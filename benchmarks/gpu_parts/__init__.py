@@ -1,0 +1,1 @@
+"""The parts of `benchmarks/gpu.py`: kernel, decoding, streaming, and what they share."""

@@ -5,6 +5,11 @@ Pre-tokenization is llama.cpp's "smollm" rule, which is also SmolLM2's own token
 digit is its own piece, then GPT-2's regex splits words, numbers, punctuation and spaces. The
 interface is ByteTokenizer's: encode(text, bos=False), decode(ids), vocab_size, bos_id.
 
+Where it departs from transformers' GGUF loader: that loader builds a plain GPT-2 pre-tokenizer
+without the digit split. The vocabulary has no multi-digit tokens, so the two agree almost always;
+they differ on a run of spaces before a digit ("   8": llama.cpp and we give the spaces one piece,
+transformers gives " 8" its own space). We follow llama.cpp, the format's reference.
+
 Which token starts a stream: the GGUF says add_bos_token = False (a plain encode adds nothing, as
 llama.cpp and transformers do) and names bos_token_id = 1, `<|im_start|>`, the token that opens
 every message of SmolLM2's chat template. `encode(text, bos=True)` prepends that id, so a stream

@@ -128,6 +128,13 @@ def test_digits_are_split_one_by_one_and_bos_is_the_ggufs(ours):
     assert tok.encode("Hi", bos=True) == [1, *tok.encode("Hi")] and tok.vocab_size == 49152
 
 
+def test_digits_are_pre_split_before_the_gpt2_regex_as_llama_cpp_does(ours):
+    """llama.cpp's "smollm" rule splits \\p{N} first, so spaces before a digit form their own piece
+    (transformers' GGUF loader lacks this split and gives the last space to the digit)."""
+    tok = ours[1]
+    assert tok.encode("x =" + " " * 21 + "8") == tok.encode("x =" + " " * 21) + tok.encode("8")
+
+
 @torch.no_grad()
 def test_gqa_dense_cache_holds_three_kv_heads_and_equals_the_full_forward(ours):
     model, tok = ours

@@ -15,6 +15,7 @@ from minillm.gguf_import import GGUF_NAME, unpermute
 from minillm.model import MiniLLM
 from minillm.pretrained import cache_dir, load_pretrained, load_tokenizer, save_checkpoint
 from minillm.streaming import stream_nll
+from minillm.tokenizer import ByteTokenizer
 
 NAME = "smollm2-135m"
 PROSE = (
@@ -33,11 +34,15 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def ours():
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a 135M model, unlike the toys, gains from a second core
     try:
-        return load_pretrained(NAME), load_tokenizer(NAME)
+        loaded = load_pretrained(NAME), load_tokenizer(NAME)
     except RuntimeError as e:  # no network and no cache
+        torch.set_num_threads(threads)
         pytest.skip(f"{NAME} cannot be fetched: {e}")
+    yield loaded
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +52,14 @@ def hf(ours):
     model = transformers.AutoModelForCausalLM.from_pretrained(cache_dir(), gguf_file=GGUF_NAME, dtype=torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(cache_dir(), gguf_file=GGUF_NAME)
     return model.eval(), tokenizer
+
+
+def test_course_models_keep_the_byte_tokenizer_and_unknown_names_fail():
+    assert isinstance(load_tokenizer("base"), ByteTokenizer) and isinstance(load_tokenizer("megabyte"), ByteTokenizer)
+    with pytest.raises(FileNotFoundError, match="available: base"):
+        load_tokenizer("gpt-5")
+    with pytest.raises(TypeError, match="name"):
+        load_tokenizer(3)
 
 
 def test_offline_without_cache_names_the_fetch_command(tmp_path, monkeypatch):

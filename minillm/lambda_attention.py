@@ -21,6 +21,7 @@ import torch
 
 from . import masks
 from .attention import AttentionStep, distance_limit, rope_attention
+from .model import repeat_kv
 from .rope import rope_cos_sin, rotate
 
 
@@ -142,8 +143,8 @@ def lambda_forward(
     weights = []
     for layer, block in enumerate(model.blocks):
         attn = block.attn
-        q, k, v = attn.qkv(block.norm1(x)).split(x.shape[-1], dim=-1)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, attn.n_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        q, k, v = attn.project(block.norm1(x))  # (B, H, T, D), (B, H_kv, T, D) x 2
+        k, v = repeat_kv(k, attn.n_heads), repeat_kv(v, attn.n_heads)  # (B, H, T, D)
         y = lambda_attention(q, k, v, n_global, n_local, max_distance, attn.rope_base)  # (B, H, T, D)
         w = None
         if top_k > 0 and layer >= from_layer:

@@ -4,6 +4,10 @@ The architecture is GPT-2's (Radford et al., 2019) as nanoGPT writes it, with ro
 embeddings (Su et al., 2021, arXiv 2104.09864) instead of learned ones, no biases, and the input
 embedding tied to the output head. What it adds for this course: every forward can take explicit
 positions, a mask_mod, or a KV cache that decides both, and can return its attention weights.
+
+The config's Llama switches (RMSNorm, SwiGLU, grouped-query attention, untied head) turn the same
+class into Llama's architecture (Touvron et al., 2023, arXiv 2302.13971), so a real LLM
+(SmolLM2-135M, see `pretrained`) runs through the course's caches and decoders unchanged.
 """
 
 from __future__ import annotations
@@ -26,14 +30,38 @@ class ModelOutput:
     attn: list[torch.Tensor] | None = None  # per layer (B, H, T, S), when return_attn=True
 
 
+def repeat_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Grouped-query attention's sharing: (B, H_kv, S, D) -> (B, H, S, D), query head h reading
+    key/value head h // (H // H_kv), as in Llama's `repeat_kv`. A no-op (same tensor) when H_kv = H."""
+    if x.shape[1] == n_heads:
+        return x
+    return x.repeat_interleave(n_heads // x.shape[1], dim=1)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention; the keys it attends to may come from a cache."""
+    """Multi-head self-attention; the keys it attends to may come from a cache.
+
+    With n_kv_heads < n_heads (grouped-query attention, Ainslie et al., 2023, arXiv 2305.13245)
+    each key/value head serves n_heads // n_kv_heads consecutive query heads. A cache stores only
+    the n_kv_heads heads; they are repeated for the queries after the cache, at attention time.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.n_heads, self.rope_base = config.n_heads, config.rope_base
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.n_heads, self.n_kv_heads, self.rope_base = config.n_heads, config.kv_heads, config.rope_base
+        D = config.head_dim
+        # one matmul for W_q, W_k, W_v stacked: rows [0, C) are q, then the k rows, then the v rows
+        self.qkv = nn.Linear(config.d_model, (config.n_heads + 2 * config.kv_heads) * D, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, H, T, D), keys and values (B, H_kv, T, D) of x (B, T, C), before RoPE."""
+        B, T, C = x.shape
+        D = C // self.n_heads
+        q, k, v = self.qkv(x).split([C, self.n_kv_heads * D, self.n_kv_heads * D], dim=-1)
+        q = q.view(B, T, self.n_heads, D).transpose(1, 2)  # (B, H, T, D)
+        k, v = (t.view(B, T, self.n_kv_heads, D).transpose(1, 2) for t in (k, v))  # (B, H_kv, T, D)
+        return q, k, v
 
     def forward(
         self,
@@ -44,23 +72,37 @@ class Attention(nn.Module):
         return_attn: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        q, k, v = self.project(x)  # (B, H, T, D), (B, H_kv, T, D) x 2
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, H, S, D): cached keys + new ones, before RoPE
+            k, v = cache.update(layer, k, v)  # (B, H_kv, S, D): cached keys + new ones, before RoPE
+        k, v = repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads)  # (B, H, S, D)
         y, weights = rope_attention(q, k, v, step, self.rope_base, return_attn)  # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.proj(y), weights
 
 
 class MLP(nn.Module):
+    """GPT-2's down(gelu(up x)), or with mlp="swiglu" Llama's down(silu(gate x) * up x)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.up = nn.Linear(config.d_model, config.mlp_ratio * config.d_model, bias=False)
-        self.down = nn.Linear(config.mlp_ratio * config.d_model, config.d_model, bias=False)
+        hidden = config.hidden_dim
+        self.up = nn.Linear(config.d_model, hidden, bias=False)
+        self.gate = nn.Linear(config.d_model, hidden, bias=False) if config.mlp == "swiglu" else None
+        self.down = nn.Linear(hidden, config.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.up(x)))
+        if self.gate is None:
+            return self.down(F.gelu(self.up(x)))
+        return self.down(F.silu(self.gate(x)) * self.up(x))  # (B, T, C)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    """LayerNorm without bias (GPT-2 as nanoGPT writes it) or RMSNorm (Zhang & Sennrich, 2019,
+    arXiv 1910.07467; Llama): RMSNorm skips the mean subtraction, x / rms(x) * weight."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
 
 
 class Block(nn.Module):
@@ -68,9 +110,9 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.norm1 = make_norm(config)
         self.attn = Attention(config)
-        self.norm2 = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(
@@ -112,9 +154,10 @@ class MiniLLM(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=False)
+        self.norm = make_norm(config)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.head.weight = self.embed.weight  # tied: one table maps bytes to vectors and back
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight  # tied: one table maps tokens to vectors and back
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("proj.weight", "down.weight")):

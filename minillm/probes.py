@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import MiniLLM
+from .model import MiniLLM, repeat_kv
 from .rope import apply_rope
 
 
@@ -40,9 +40,9 @@ def attention_scores(model: MiniLLM, ids: torch.Tensor, layer: int) -> torch.Ten
     finally:
         handle.remove()
     x = captured["x"]  # (B, T, C): the normed input of the attention
-    B, T, C = x.shape
-    q, k, _ = attn.qkv(x).split(C, dim=-1)
-    q, k = (t.view(B, T, attn.n_heads, -1).transpose(1, 2) for t in (q, k))  # (B, H, T, D)
+    T = x.shape[1]
+    q, k, _ = attn.project(x)  # (B, H, T, D), (B, H_kv, T, D)
+    k = repeat_kv(k, attn.n_heads)  # (B, H, T, D)
     pos = torch.arange(T, device=ids.device)
     q, k = apply_rope(q, pos, attn.rope_base), apply_rope(k, pos, attn.rope_base)
     scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, T, T)

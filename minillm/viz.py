@@ -184,22 +184,30 @@ def plot_curves(
     smooth: int = 1,
     logy: bool = False,
     vlines: Mapping[str, float] | None = None,
+    x: Sequence[float] | torch.Tensor | None = None,
 ) -> plt.Axes:
-    """Several named curves on one axes, optionally smoothed by a running mean of `smooth` points."""
+    """Several named curves on one axes, optionally smoothed by a running mean of `smooth` points.
+
+    x gives the measured x value of every point (default 0, 1, 2, ...): pass it whenever the points
+    are not one per position, or vlines land at the wrong place.
+    """
     ax = _axes(ax, (7, 3.5))
+    xs_all = None if x is None else np.asarray(torch.as_tensor(x, dtype=torch.float64))
     for name, ys in curves.items():
         ys = np.asarray(torch.as_tensor(ys, dtype=torch.float64))
+        xs = np.arange(len(ys)) if xs_all is None else xs_all
+        if len(xs) != len(ys):
+            raise ValueError(f"x has {len(xs)} points but curve {name!r} has {len(ys)}")
         if smooth > 1 and len(ys) >= smooth:
             ys = np.convolve(ys, np.ones(smooth) / smooth, mode="valid")
-            xs = np.arange(len(ys)) + smooth - 1
-        else:
-            xs = np.arange(len(ys))
+            xs = xs[smooth - 1 :]  # a running mean belongs to the last point it averages
         ax.plot(xs, ys, label=name, lw=1.2)
-    for name, x in (vlines or {}).items():
-        ax.axvline(x, color="gray", ls="--", lw=1)
-        ax.text(x, ax.get_ylim()[1], f" {name}", va="top", fontsize=8, color="gray")
     if logy:
         ax.set_yscale("log")
+    for name, x_line in (vlines or {}).items():
+        ax.axvline(x_line, color="gray", ls="--", lw=1)
+        # y in axes fractions: the label stays inside the axes whatever the y range or scale.
+        ax.text(x_line, 0.97, f" {name}", va="top", fontsize=8, color="gray", transform=ax.get_xaxis_transform())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)

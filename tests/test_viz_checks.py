@@ -50,6 +50,16 @@ def test_plot_curves_smooths_with_a_running_mean():
     plt.close("all")
 
 
+def test_plot_curves_draws_against_the_given_x_and_keeps_vline_labels_inside():
+    ax = plot_curves({"a": [1.0, 2.0, 3.0, 4.0]}, x=[0, 16, 32, 48], smooth=2, vlines={"T": 32}, logy=True)
+    assert ax.get_lines()[0].get_xdata().tolist() == [16.0, 32.0, 48.0]
+    label = ax.texts[0]
+    assert label.get_position() == (32, 0.97) and label.get_transform() == ax.get_xaxis_transform()
+    with pytest.raises(ValueError, match="x has 2 points"):
+        plot_curves({"a": [1.0, 2.0, 3.0]}, x=[0, 1])
+    plt.close("all")
+
+
 def _rgba_at(ax: plt.Axes, row: int, col: int) -> np.ndarray:
     """The rendered colour (RGBA, Agg canvas) at the centre of cell (row, col) of the axes' image."""
     fig = ax.figure

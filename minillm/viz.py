@@ -2,22 +2,48 @@
 
 Every plotting function draws on a matplotlib Axes (made for you when `ax` is None) and returns
 it, so notebooks can compose figures; none calls `plt.show()`, the notebook cell does.
+
+Masked cells (a key the query may not see) are drawn in MASKED_COLOUR, a light grey that no
+colormap here produces, so "masked" never looks like "attends with a tiny weight".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.patches import Patch
 
 from . import masks
 from .tokenizer import ByteTokenizer
 
+MASKED_COLOUR = "#d9d9d9"  # light grey: outside both viridis and Blues
+MAX_TICK_LABELS = 40  # past this many tokens, label every k-th one so labels stay readable
+
 
 def _axes(ax: plt.Axes | None, size: tuple[float, float] = (4, 4)) -> plt.Axes:
     return ax if ax is not None else plt.subplots(figsize=size)[1]
+
+
+def _cmap(name: str):
+    """A copy of a colormap whose 'bad' (NaN / masked) colour is MASKED_COLOUR."""
+    return plt.get_cmap(name).with_extremes(bad=MASKED_COLOUR)
+
+
+def _masked_key(ax: plt.Axes) -> None:
+    """A one-entry legend that says what the grey means."""
+    ax.legend(handles=[Patch(color=MASKED_COLOUR, label="masked")], loc="upper right", fontsize=7)
+
+
+def tick_positions(n: int, max_labels: int = MAX_TICK_LABELS) -> list[int]:
+    """Every position when n <= max_labels, else every k-th so at most max_labels remain."""
+    if n < 0 or max_labels < 1:
+        raise ValueError(f"tick_positions needs n >= 0 and max_labels >= 1, got n={n}, max_labels={max_labels}")
+    step = max(1, -(-n // max_labels))  # ceil(n / max_labels)
+    return list(range(0, n, step))
 
 
 def _label_tokens(ax: plt.Axes, tokens: Sequence[int] | None, q_len: int, kv_len: int) -> None:
@@ -25,8 +51,11 @@ def _label_tokens(ax: plt.Axes, tokens: Sequence[int] | None, q_len: int, kv_len
         return
     tok = ByteTokenizer()
     labels = [tok.token_str(int(t)) for t in tokens]
-    ax.set_xticks(range(kv_len), labels[-kv_len:] if len(labels) >= kv_len else labels, fontsize=7)
-    ax.set_yticks(range(q_len), labels[-q_len:], fontsize=7)
+    kv_labels = labels[-kv_len:] if len(labels) >= kv_len else labels
+    q_labels = labels[-q_len:]
+    xs, ys = tick_positions(len(kv_labels)), tick_positions(len(q_labels))
+    ax.set_xticks(xs, [kv_labels[i] for i in xs], fontsize=7)
+    ax.set_yticks(ys, [q_labels[i] for i in ys], fontsize=7)
 
 
 def plot_mask(
@@ -35,7 +64,7 @@ def plot_mask(
     ax: plt.Axes | None = None,
     title: str | None = None,
 ) -> plt.Axes:
-    """A boolean mask (q_len, kv_len), or a mask_mod drawn at size n x n: dark = may attend."""
+    """A boolean mask (q_len, kv_len), or a mask_mod drawn at size n x n: blue = may attend, grey = masked."""
     if callable(mask):
         if n is None:
             raise ValueError("plot_mask needs n (the size to draw) when given a mask_mod")
@@ -44,7 +73,14 @@ def plot_mask(
     if mask.dim() != 2:
         raise ValueError(f"mask must be 2-D (q_len, kv_len) or a mask_mod, got shape {tuple(mask.shape)}")
     ax = _axes(ax)
-    ax.imshow(mask.numpy(), cmap="Blues", vmin=0, vmax=1.25, interpolation="nearest")
+    # The array keeps 1 where a pair attends; masked pairs are hidden and drawn in the 'bad' grey.
+    ax.imshow(
+        np.ma.masked_array(mask.numpy().astype(float), ~mask.numpy()),
+        cmap=_cmap("Blues"),
+        vmin=0,
+        vmax=1.25,
+        interpolation="nearest",
+    )
     ax.set_xlabel("key position")
     ax.set_ylabel("query position")
     ax.set_title(title or f"{int(mask.sum())} of {mask.numel()} pairs attend")
@@ -57,16 +93,45 @@ def plot_attention(
     ax: plt.Axes | None = None,
     title: str | None = None,
     log: bool = False,
+    mask: torch.Tensor | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
 ) -> plt.Axes:
-    """One attention map (T, S): row t is how query t spreads its attention over the keys."""
+    """One attention map (T, S): row t is how query t spreads its attention over the keys.
+
+    mask (T, S) bool, True = may attend, marks the masked cells grey; without it a cell whose weight
+    is exactly 0 (what softmax gives a -inf score) counts as masked. vmin/vmax fix the colour scale
+    (in log10 units when log=True); by default it spans the unmasked weights.
+    """
     if not isinstance(weights, torch.Tensor) or weights.dim() != 2:
         raise ValueError(f"weights must be one 2-D map (T, S), got shape {tuple(getattr(weights, 'shape', ()))}")
-    w = weights.detach().float().cpu().numpy()
-    ax = _axes(ax)
+    w = weights.detach().double().cpu().numpy()
+    if mask is None:
+        hidden = w == 0
+    else:
+        mask = torch.as_tensor(mask).bool().cpu()
+        if tuple(mask.shape) != w.shape:
+            raise ValueError(f"mask must have the weights' shape {w.shape}, got {tuple(mask.shape)}")
+        hidden = ~mask.numpy()
     if log:
         w = np.log10(np.maximum(w, 1e-4))
-    ax.imshow(w, cmap="viridis", interpolation="nearest", aspect="auto")
+    ax = _axes(ax)
+    image = ax.imshow(
+        np.ma.masked_array(w, hidden),
+        cmap=_cmap("viridis"),
+        interpolation="nearest",
+        aspect="auto",
+        vmin=vmin,
+        vmax=vmax,
+    )
     _label_tokens(ax, tokens, *w.shape)
+    ax.set_xlabel("key", fontsize=8)
+    ax.set_ylabel("query", fontsize=8)
+    if colorbar:  # the colour scale and the grey key; attention_grid draws one of each per figure
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="log10 weight" if log else "attention weight")
+        if hidden.any():
+            _masked_key(ax)
     if title:
         ax.set_title(title, fontsize=9)
     return ax
@@ -78,24 +143,36 @@ def attention_grid(
     batch_index: int = 0,
     log: bool = False,
     size: float = 1.8,
+    mask: torch.Tensor | None = None,
 ) -> plt.Figure:
-    """All heads of all layers: attn is the model's list of (B, H, T, S), one per layer."""
+    """All heads of all layers: attn is the model's list of (B, H, T, S), one per layer.
+
+    Every panel shares one colour scale (0..1, or -4..0 in log10) and one colorbar, so panels compare.
+    """
     layers_ok = not isinstance(attn, torch.Tensor) and len(attn) > 0
     if not layers_ok or any(not isinstance(a, torch.Tensor) or a.dim() != 4 for a in attn):
         raise ValueError("attn must be a non-empty list of (B, H, T, S) tensors, one per layer (return_attn=True)")
     n_layers, n_heads = len(attn), attn[0].shape[1]
-    fig, axes = plt.subplots(n_layers, n_heads, figsize=(size * n_heads, size * n_layers), squeeze=False)
+    vmin, vmax = (-4.0, 0.0) if log else (0.0, 1.0)
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(size * n_heads + 1, size * n_layers), squeeze=False)
     for layer, layer_attn in enumerate(attn):
         for head in range(n_heads):
             ax = axes[layer][head]
-            plot_attention(layer_attn[batch_index, head], None, ax, log=log)
+            plot_attention(
+                layer_attn[batch_index, head], None, ax, log=log, mask=mask, vmin=vmin, vmax=vmax, colorbar=False
+            )
             ax.set_xticks([])
             ax.set_yticks([])
-            if head == 0:
-                ax.set_ylabel(f"layer {layer}")
+            ax.set_xlabel("key" if layer == n_layers - 1 else "", fontsize=8)
+            ax.set_ylabel(f"layer {layer}\nquery" if head == 0 else "", fontsize=8)
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
     fig.tight_layout()
+    image = axes[0][0].get_images()[0]
+    fig.colorbar(
+        image, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="log10 weight" if log else "attention weight"
+    )
+    fig.legend(handles=[Patch(color=MASKED_COLOUR, label="masked")], loc="lower right", fontsize=8)
     return fig
 
 
@@ -107,22 +184,30 @@ def plot_curves(
     smooth: int = 1,
     logy: bool = False,
     vlines: Mapping[str, float] | None = None,
+    x: Sequence[float] | torch.Tensor | None = None,
 ) -> plt.Axes:
-    """Several named curves on one axes, optionally smoothed by a running mean of `smooth` points."""
+    """Several named curves on one axes, optionally smoothed by a running mean of `smooth` points.
+
+    x gives the measured x value of every point (default 0, 1, 2, ...): pass it whenever the points
+    are not one per position, or vlines land at the wrong place.
+    """
     ax = _axes(ax, (7, 3.5))
+    xs_all = None if x is None else np.asarray(torch.as_tensor(x, dtype=torch.float64))
     for name, ys in curves.items():
         ys = np.asarray(torch.as_tensor(ys, dtype=torch.float64))
+        xs = np.arange(len(ys)) if xs_all is None else xs_all
+        if len(xs) != len(ys):
+            raise ValueError(f"x has {len(xs)} points but curve {name!r} has {len(ys)}")
         if smooth > 1 and len(ys) >= smooth:
             ys = np.convolve(ys, np.ones(smooth) / smooth, mode="valid")
-            xs = np.arange(len(ys)) + smooth - 1
-        else:
-            xs = np.arange(len(ys))
+            xs = xs[smooth - 1 :]  # a running mean belongs to the last point it averages
         ax.plot(xs, ys, label=name, lw=1.2)
-    for name, x in (vlines or {}).items():
-        ax.axvline(x, color="gray", ls="--", lw=1)
-        ax.text(x, ax.get_ylim()[1], f" {name}", va="top", fontsize=8, color="gray")
     if logy:
         ax.set_yscale("log")
+    for name, x_line in (vlines or {}).items():
+        ax.axvline(x_line, color="gray", ls="--", lw=1)
+        # y in axes fractions: the label stays inside the axes whatever the y range or scale.
+        ax.text(x_line, 0.97, f" {name}", va="top", fontsize=8, color="gray", transform=ax.get_xaxis_transform())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
@@ -137,44 +222,103 @@ DEFAULT_EXPLORER_MASKS = {
 }
 
 
+@dataclass
+class ExplorerPicture:
+    """What the explorer shows for one setting of its controls (computed without any widget)."""
+
+    weights: torch.Tensor | None  # (T, S) attention of the chosen layer and head; None for an empty text
+    mask: torch.Tensor | None  # (T, S) bool, True = may attend
+    tokens: list[int]  # BOS + the bytes drawn
+    n_bytes: int  # bytes in the whole text
+    n_shown: int  # bytes drawn: the text is cut at max_bytes, and the message says so
+    message: str  # the line the explorer prints above the picture
+
+
+def explorer_picture(
+    model: torch.nn.Module,
+    text: str,
+    layer: int,
+    head: int,
+    mask_mod: masks.MaskMod,
+    max_bytes: int | None = None,
+) -> ExplorerPicture:
+    """The attention of `layer`, `head` on BOS + the first max_bytes bytes of `text` under mask_mod.
+
+    max_bytes defaults to 4x the model's training context: longer maps are too big to read.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    cfg = model.config
+    if not 0 <= layer < cfg.n_layers:
+        raise ValueError(f"layer must be in 0..{cfg.n_layers - 1}, got {layer}")
+    if not 0 <= head < cfg.n_heads:
+        raise ValueError(f"head must be in 0..{cfg.n_heads - 1}, got {head}")
+    max_bytes = 4 * cfg.max_seq_len if max_bytes is None else max_bytes
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    data = ByteTokenizer().encode(text)
+    if not data:  # BOS alone would draw a uniform 1x1 square that means nothing
+        return ExplorerPicture(None, None, [], 0, 0, "the text is empty: type something to see its attention")
+    shown = data[:max_bytes]
+    ids = torch.tensor([[ByteTokenizer().bos_id, *shown]])  # (1, T)
+    mask = masks.materialize(mask_mod, ids.shape[1])  # (T, T)
+    with torch.no_grad():
+        attn = model(ids, mask_mod=mask_mod, return_attn=True).attn
+    if len(shown) < len(data):
+        message = f"showing the first {len(shown)} of {len(data)} bytes (limit {max_bytes} bytes)"
+    else:
+        message = f"{len(data)} bytes (limit {max_bytes} bytes)"
+    return ExplorerPicture(attn[layer][0, head], mask, ids[0].tolist(), len(data), len(shown), message)
+
+
+def draw_explorer_picture(
+    picture: ExplorerPicture, ax: plt.Axes, title: str, log: bool = False, fixed_scale: bool = False
+) -> plt.Axes:
+    """Draw an ExplorerPicture; fixed_scale keeps the colours 0..1 (log10: -4..0) across pictures."""
+    if picture.weights is None:
+        ax.axis("off")
+        ax.text(0.5, 0.5, picture.message, ha="center", va="center", transform=ax.transAxes)
+        return ax
+    vmin, vmax = ((-4.0, 0.0) if log else (0.0, 1.0)) if fixed_scale else (None, None)
+    return plot_attention(
+        picture.weights, picture.tokens, ax, title=title, log=log, mask=picture.mask, vmin=vmin, vmax=vmax
+    )
+
+
 def attention_explorer(
     model: torch.nn.Module,
     text: str = "In the beginning God created the heaven and the earth.",
     mask_choices: Mapping[str, masks.MaskMod] | None = None,
 ):
-    """An ipywidgets explorer: type a text, pick a layer, a head and a mask, see the attention map.
+    """An ipywidgets explorer: type a text (several lines allowed), pick a layer, a head and a mask.
 
-    Returns the widget (display it as a cell's last expression).
+    Returns the widget (display it as a cell's last expression). The widgets talk to the kernel, so
+    after a browser reload re-run the cell that made them.
     """
     import ipywidgets as widgets
 
     mask_choices = dict(mask_choices or DEFAULT_EXPLORER_MASKS)
-    tok = ByteTokenizer()
     cfg = model.config
-    text_box = widgets.Text(value=text, description="text", layout=widgets.Layout(width="95%"))
+    text_box = widgets.Textarea(value=text, description="text", rows=4, layout=widgets.Layout(width="95%"))
+    info = widgets.HTML()
     layer = widgets.IntSlider(0, 0, cfg.n_layers - 1, description="layer")
     head = widgets.IntSlider(0, 0, cfg.n_heads - 1, description="head")
     mask = widgets.Dropdown(options=list(mask_choices), description="mask")
     log = widgets.Checkbox(value=False, description="log scale")
+    fixed = widgets.Checkbox(value=False, description="fixed colour scale")
     out = widgets.Output()
 
     def redraw(*_):
-        ids = torch.tensor([tok.encode(text_box.value, bos=True)[: 4 * cfg.max_seq_len]])
-        with torch.no_grad():
-            attn = model(ids, mask_mod=mask_choices[mask.value], return_attn=True).attn
+        picture = explorer_picture(model, text_box.value, layer.value, head.value, mask_choices[mask.value])
+        info.value = picture.message
         out.clear_output(wait=True)
         with out:
-            fig, ax = plt.subplots(figsize=(6, 5.5))
-            plot_attention(
-                attn[layer.value][0, head.value],
-                ids[0].tolist(),
-                ax,
-                log=log.value,
-                title=f"layer {layer.value}, head {head.value}, {mask.value}",
-            )
+            fig, ax = plt.subplots(figsize=(6.5, 5.5))
+            title = f"layer {layer.value}, head {head.value}, {mask.value}"
+            draw_explorer_picture(picture, ax, title, log=log.value, fixed_scale=fixed.value)
             plt.show()
 
-    for w in (text_box, layer, head, mask, log):
+    for w in (text_box, layer, head, mask, log, fixed):
         w.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([text_box, widgets.HBox([layer, head]), widgets.HBox([mask, log]), out])
+    return widgets.VBox([text_box, info, widgets.HBox([layer, head]), widgets.HBox([mask, log, fixed]), out])

@@ -3,10 +3,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from minillm import masks  # noqa: E402
+from minillm import masks, viz  # noqa: E402
 from minillm.check_env import main as check_env  # noqa: E402
 from minillm.checks import ch00, ch01, run_check  # noqa: E402
 from minillm.viz import attention_explorer, attention_grid, plot_attention, plot_curves, plot_mask  # noqa: E402
@@ -15,7 +16,7 @@ from minillm.viz import attention_explorer, attention_grid, plot_attention, plot
 def test_plot_mask_draws_exactly_the_materialized_mask():
     ax = plot_mask(masks.sink_window(2, 3), n=12)
     image = ax.get_images()[0].get_array()
-    assert torch.equal(torch.tensor(image.data).bool(), masks.materialize(masks.sink_window(2, 3), 12))
+    assert torch.equal(torch.tensor(~image.mask), masks.materialize(masks.sink_window(2, 3), 12))
     assert "attend" in ax.get_title()
     plt.close("all")
 
@@ -23,7 +24,8 @@ def test_plot_mask_draws_exactly_the_materialized_mask():
 def test_attention_grid_has_one_panel_per_layer_and_head(small_model):
     attn = small_model(torch.randint(0, 256, (1, 10)), return_attn=True).attn
     fig = attention_grid(attn)
-    assert len(fig.axes) == small_model.config.n_layers * small_model.config.n_heads
+    assert len(fig.axes) == small_model.config.n_layers * small_model.config.n_heads + 1  # + one colorbar
+    assert len({tuple(ax.get_images()[0].get_clim()) for ax in fig.axes[:-1]}) == 1  # one shared scale
     ax = plot_attention(attn[0][0, 0], tokens=list(range(10)))
     assert len(ax.get_xticklabels()) == 10
     plt.close("all")
@@ -48,20 +50,119 @@ def test_plot_curves_smooths_with_a_running_mean():
     plt.close("all")
 
 
-def test_attention_explorer_redraws_when_a_control_changes(small_model, monkeypatch):
-    import minillm.viz as viz
+def test_plot_curves_draws_against_the_given_x_and_keeps_vline_labels_inside():
+    ax = plot_curves({"a": [1.0, 2.0, 3.0, 4.0]}, x=[0, 16, 32, 48], smooth=2, vlines={"T": 32}, logy=True)
+    assert ax.get_lines()[0].get_xdata().tolist() == [16.0, 32.0, 48.0]
+    label = ax.texts[0]
+    assert label.get_position() == (32, 0.97) and label.get_transform() == ax.get_xaxis_transform()
+    with pytest.raises(ValueError, match="x has 2 points"):
+        plot_curves({"a": [1.0, 2.0, 3.0]}, x=[0, 1])
+    plt.close("all")
 
-    titles = []
-    monkeypatch.setattr(viz, "plot_attention", lambda w, tokens, ax, log, title: titles.append((title, w.shape)))
+
+def _rgba_at(ax: plt.Axes, row: int, col: int) -> np.ndarray:
+    """The rendered colour (RGBA, Agg canvas) at the centre of cell (row, col) of the axes' image."""
+    fig = ax.figure
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    x, y = ax.transData.transform((col, row))
+    return pixels[int(round(pixels.shape[0] - y)), int(round(x))]
+
+
+def test_a_masked_cell_is_drawn_in_another_colour_than_a_zero_weight_cell():
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])  # (2, 1) is a zero weight
+    allowed = masks.materialize(masks.causal(), 3)  # (0, 1) is masked
+    ax = plot_attention(weights, mask=allowed)
+    masked, zero = _rgba_at(ax, 0, 1), _rgba_at(ax, 2, 1)
+    assert np.abs(masked[:3].astype(int) - zero[:3].astype(int)).sum() > 60
+    assert ax.get_images()[0].get_array().mask.tolist() == (~allowed).tolist()
+    assert ax.get_xlabel() == "key" and ax.get_ylabel() == "query"
+    assert len(ax.figure.axes) == 2  # the map and its colorbar
+    plt.close("all")
+
+
+def test_plot_mask_draws_masked_pairs_outside_its_colormap():
+    ax = plot_mask(masks.causal(), n=4)
+    attend, masked = _rgba_at(ax, 1, 0), _rgba_at(ax, 0, 1)
+    assert tuple(masked[:3]) == tuple(int(round(255 * c)) for c in matplotlib.colors.to_rgb(viz.MASKED_COLOUR))
+    assert np.abs(masked[:3].astype(int) - attend[:3].astype(int)).sum() > 60
+    plt.close("all")
+
+
+def test_tick_labels_are_thinned_past_forty_tokens():
+    assert viz.tick_positions(10) == list(range(10))
+    assert len(viz.tick_positions(500)) <= viz.MAX_TICK_LABELS
+    ax = plot_attention(torch.full((200, 200), 1 / 200), tokens=list(range(200)))
+    assert len(ax.get_xticklabels()) <= viz.MAX_TICK_LABELS
+    with pytest.raises(ValueError, match="max_labels"):
+        viz.tick_positions(5, max_labels=0)
+    plt.close("all")
+
+
+def test_explorer_picture_keeps_newlines_and_says_when_it_cuts_the_text(small_model):
+    pic = viz.explorer_picture(small_model, "a\nb", 1, 2, masks.causal())
+    assert pic.tokens[1:] == [97, 10, 98] and pic.weights.shape == (4, 4) and pic.mask.shape == (4, 4)
+    assert pic.message == "3 bytes (limit 128 bytes)"  # 4 x max_seq_len = 4 x 32
+    long = viz.explorer_picture(small_model, "x" * 200, 0, 0, masks.causal())
+    assert long.message == "showing the first 128 of 200 bytes (limit 128 bytes)"
+    assert long.weights.shape == (129, 129)
+
+
+def test_explorer_picture_of_an_empty_text_is_a_message_not_a_square(small_model):
+    pic = viz.explorer_picture(small_model, "", 0, 0, masks.causal())
+    assert pic.weights is None and "empty" in pic.message
+    ax = viz.draw_explorer_picture(pic, plt.subplots()[1], "t")
+    assert not ax.get_images() and "empty" in ax.texts[0].get_text()
+    plt.close("all")
+
+
+def test_explorer_picture_follows_layer_head_and_mask(small_model):
+    causal = viz.explorer_picture(small_model, "hello, world", 0, 0, masks.causal())
+    window = viz.explorer_picture(small_model, "hello, world", 0, 0, masks.sliding_window(2))
+    other = viz.explorer_picture(small_model, "hello, world", 1, 3, masks.causal())
+    assert not torch.equal(causal.weights, window.weights) and not torch.equal(causal.weights, other.weights)
+    assert torch.equal(window.weights > 0, window.mask)  # the weights are zero exactly where masked
+    with pytest.raises(ValueError, match="layer must be in 0..1"):
+        viz.explorer_picture(small_model, "a", 2, 0, masks.causal())
+    with pytest.raises(ValueError, match="head must be in 0..3"):
+        viz.explorer_picture(small_model, "a", 0, 4, masks.causal())
+    with pytest.raises(TypeError, match="text must be a str"):
+        viz.explorer_picture(small_model, b"a", 0, 0, masks.causal())
+
+
+def test_fixed_colour_scale_is_the_same_for_every_picture(small_model):
+    scales = []
+    for text in ("ab", "a much longer text"):
+        pic = viz.explorer_picture(small_model, text, 0, 0, masks.causal())
+        ax = viz.draw_explorer_picture(pic, plt.subplots()[1], "t", fixed_scale=True)
+        scales.append(ax.get_images()[0].get_clim())
+    assert scales == [(0.0, 1.0), (0.0, 1.0)]
+    plt.close("all")
+
+
+def test_attention_explorer_redraws_when_a_control_changes(small_model, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(
+        viz, "draw_explorer_picture", lambda pic, ax, title, log, fixed_scale: drawn.append((title, pic))
+    )
     widget = attention_explorer(small_model, text="hello")
-    (layer, head), (mask, _) = widget.children[1].children, widget.children[2].children
+    text_box, info, (layer, head), (mask, _log, fixed) = (
+        widget.children[0],
+        widget.children[1],
+        *(c.children for c in widget.children[2:4]),
+    )
     assert layer.max == small_model.config.n_layers - 1 and head.max == small_model.config.n_heads - 1
     layer.value = 1
     mask.value = list(mask.options)[1]
-    widget.children[0].value = "hello, world"
-    assert [t for t, _ in titles[:2]] == ["layer 0, head 0, causal", "layer 1, head 0, causal"]
-    assert titles[2][0].startswith("layer 1, head 0, sliding window")
-    assert titles[-1][1] == (13, 13)  # BOS + 12 bytes
+    text_box.value = "hello,\nworld"
+    assert [t for t, _ in drawn[:2]] == ["layer 0, head 0, causal", "layer 1, head 0, causal"]
+    assert drawn[2][0].startswith("layer 1, head 0, sliding window")
+    assert drawn[-1][1].weights.shape == (13, 13)  # BOS + 12 bytes, the newline kept
+    assert info.value == "12 bytes (limit 128 bytes)"
+    fixed.value = True
+    assert drawn[-1][0] == drawn[-2][0]  # the fixed scale redraws the same picture
+    text_box.value = ""
+    assert drawn[-1][1].weights is None and "empty" in info.value
     plt.close("all")
 
 

@@ -71,7 +71,11 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.time()
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,  # no timestamps in the committed notebooks: diffs show what changed
+        resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     seconds = time.time() - start
     if write:

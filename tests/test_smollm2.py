@@ -49,7 +49,9 @@ def ours():
 def hf(ours):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("gguf")
-    model = transformers.AutoModelForCausalLM.from_pretrained(cache_dir(), gguf_file=GGUF_NAME, dtype=torch.float32)
+    old = tuple(int(part) for part in transformers.__version__.split(".")[:2]) < (4, 56)
+    dtype = {"torch_dtype" if old else "dtype": torch.float32}  # the argument was renamed in 4.56
+    model = transformers.AutoModelForCausalLM.from_pretrained(cache_dir(), gguf_file=GGUF_NAME, **dtype)
     tokenizer = transformers.AutoTokenizer.from_pretrained(cache_dir(), gguf_file=GGUF_NAME)
     return model.eval(), tokenizer
 

@@ -236,6 +236,9 @@ def jacobi_decode(
 # ---- lookahead decoding ---------------------------------------------------------------------
 
 
+ACCEPT_RULES = ("bonus", "reference")  # lookahead acceptance: keep the bonus token, or stop at N-1
+
+
 class LookaheadDecoder:
     """Lookahead decoding, one `step()` at a time, with its state open for inspection: `levels`
     (the 2-D window, oldest level first; level 0 holds W-1 guesses, as the last token x is its
@@ -243,6 +246,11 @@ class LookaheadDecoder:
 
     With temperature > 0 the verification branch samples (see `verify_sample`); the window is
     still filled with argmax tokens, as in the reference (its issue #53).
+
+    `accept` picks the acceptance rule: "reference" settles at most N-1 tokens per step, as
+    hao-ai-lab/LookaheadDecoding does (the rule comparable with the paper's compression ratios);
+    "bonus" (the default) also keeps the model's token after a fully matched candidate, so a step
+    may settle N. Both return exactly the greedy (or sampled) tokens.
     """
 
     def __init__(
@@ -257,8 +265,12 @@ class LookaheadDecoder:
         top_k: int | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        accept: str = "bonus",
     ) -> None:
         self.device = _check_model(model)
+        if accept not in ACCEPT_RULES:
+            raise ValueError(f"accept must be one of {ACCEPT_RULES}, got {accept!r}")
+        self.accept = accept
         prompt = _check_prompt(model, prompt_ids)
         check_int("window", window, 1)
         check_int("ngram", ngram, 2)
@@ -316,12 +328,18 @@ class LookaheadDecoder:
         cand = torch.tensor(candidates, dtype=torch.long).view(-1, m)  # (G, N-1)
         cand_logits = logits[start:].view(len(candidates), m, logits.shape[-1])  # (G, N-1, V)
         if self.temperature == 0:
-            verdict = verify_greedy(cand, int(logits[0].argmax()), cand_logits.argmax(-1).cpu())
+            bonus = self.accept == "bonus"
+            verdict = verify_greedy(cand, int(logits[0].argmax()), cand_logits.argmax(-1).cpu(), bonus=bonus)
         else:
             probs = next_token_probs(torch.cat([logits[:1], logits[start:]]).cpu(), self.temperature, self.top_k)
             verdict = verify_sample(cand, probs[0], probs[1:].view(len(candidates), m, probs.shape[-1]), self.generator)
+            if self.accept == "reference" and len(verdict.tokens) > m:
+                # Dropping the last settled token keeps the sample exact: the next step redraws it.
+                verdict = Verdict(verdict.candidate, verdict.n_matched, verdict.tokens[:m])
 
-        matched = range(verdict.n_matched) if verdict.candidate is not None else range(0)
+        # Cache x and every settled token but the last (the next step's x, not yet computed).
+        n_cached = len(verdict.tokens) - 1 if verdict.candidate is not None else 0
+        matched = range(n_cached)
         self.cache.commit([0] + [start + verdict.candidate * m + i for i in matched])
         n_before = len(self.sequence)
         self.sequence += verdict.tokens
@@ -342,6 +360,7 @@ def lookahead_decode(
     top_k: int | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    accept: str = "bonus",
 ) -> DecodeResult:
     """Lookahead decoding with a window of W=`window` columns, n-grams of N=`ngram` tokens and at
     most G=`guesses` candidates verified per step (defaults: the reference README's 7B setting).
@@ -349,10 +368,12 @@ def lookahead_decode(
     Greedy (temperature 0) returns exactly `greedy`'s tokens in exact arithmetic; with a
     temperature it samples from the same distribution as `sample`. `pool_from_prompt` also pools
     the prompt's and the output's own n-grams (prompt lookup). `seed` fixes the window's start.
+    `accept`: "reference" (at most N-1 tokens a step, hao-ai-lab's rule, comparable with the
+    paper's compression ratios) or "bonus" (keeps the token after a full match; up to N).
     """
     check_int("max_new_tokens", max_new_tokens, 0)
     decoder = LookaheadDecoder(
-        model, prompt_ids, window, ngram, guesses, pool_from_prompt, temperature, top_k, seed, generator
+        model, prompt_ids, window, ngram, guesses, pool_from_prompt, temperature, top_k, seed, generator, accept
     )
     accepted = []
     while len(decoder.tokens) < max_new_tokens:

@@ -227,14 +227,18 @@ class Verdict:
     tokens: list[int]
 
 
-def verify_greedy(candidates: torch.Tensor, first: int, preds: torch.Tensor) -> Verdict:
+def verify_greedy(candidates: torch.Tensor, first: int, preds: torch.Tensor, bonus: bool = True) -> Verdict:
     """Greedy acceptance. candidates (G, N-1); first: the model's token after x; preds (G, N-1):
     the model's token after each candidate token. Takes the longest matching prefix (the first
     candidate among equals) plus the model's token where it stops.
 
-    The reference accepts at most N-1 tokens (a full match drops the bonus token after it); we
-    keep that bonus, so a step may settle N tokens.
+    The reference (hao-ai-lab/LookaheadDecoding) accepts at most N-1 tokens: a full match drops
+    the bonus token after it (`bonus=False`, the rule the paper's compression ratios were measured
+    with). `bonus=True` keeps it, so a step may settle N tokens. Both are exact: the dropped
+    token is the model's next greedy token, recomputed by the next step.
     """
+    if not isinstance(bonus, bool):
+        raise TypeError(f"bonus must be a bool, got {type(bonus).__name__}")
     if len(candidates) == 0:
         return Verdict(None, 0, [first])
     G = len(candidates)
@@ -242,6 +246,8 @@ def verify_greedy(candidates: torch.Tensor, first: int, preds: torch.Tensor) -> 
     n_match = (candidates == truth[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (G,) matched prefix lengths
     best = int(n_match.argmax())  # the first of the longest
     m = int(n_match[best])
+    if not bonus and m == candidates.shape[1]:  # full match: the reference stops at N-1 tokens
+        return Verdict(best, m, candidates[best, :m].tolist())
     return Verdict(best, m, candidates[best, :m].tolist() + [int(truth[best, m])])
 
 

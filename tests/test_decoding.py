@@ -195,6 +195,40 @@ def test_a_fully_matched_candidate_settles_n_tokens(trained_model):
     assert max(result.accepted) == 5
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("W", "N", "G"), [(3, 2, 3), (5, 3, 5), (4, 4, 2), (7, 5, 7)])
+def test_reference_rule_is_exact_and_settles_at_most_n_minus_one_per_step(seed, W, N, G):
+    model = random_model(seed)
+    prompt = torch.randint(0, 256, (1 + 5 * seed,), generator=torch.Generator().manual_seed(seed)).tolist()
+    result = lookahead_decode(model, prompt, 30, window=W, ngram=N, guesses=G, seed=seed, accept="reference")
+    assert result.tokens == greedy(model, prompt, 30).tokens
+    assert max(result.accepted) <= max(1, N - 1)
+
+
+@pytest.mark.parametrize("start", [0, 7, 19])
+def test_reference_rule_never_compresses_more_than_the_bonus_rule(trained_model, start):
+    prompt = code_prompt(start)
+    expected = greedy(trained_model, prompt, 60).tokens
+    runs = {
+        rule: lookahead_decode(trained_model, prompt, 60, window=7, ngram=5, guesses=7, accept=rule)
+        for rule in ("reference", "bonus")
+    }
+    assert runs["reference"].tokens == runs["bonus"].tokens == expected
+    assert max(runs["reference"].accepted) == 4 < max(runs["bonus"].accepted) == 5  # the rule is not ignored
+    assert runs["reference"].compression <= runs["bonus"].compression
+
+
+def test_reference_rule_cache_equals_the_greedy_cache(trained_model):
+    decoder = LookaheadDecoder(trained_model, code_prompt(0), window=7, ngram=5, guesses=7, accept="reference")
+    settled = [len(decoder.step().tokens) for _ in range(20)]
+    assert max(settled) == 4  # full matches happened and dropped their bonus token
+    cache = DenseCache()
+    trained_model(torch.tensor([decoder.sequence[:-1]]), cache=cache)
+    assert len(decoder.cache) == len(cache) == len(decoder.sequence) - 1
+    for ours, theirs in zip(decoder.cache.keys, cache.keys, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
 def test_guesses_zero_settles_exactly_one_token_per_step(trained_model):
     prompt = code_prompt(0)
     result = lookahead_decode(trained_model, prompt, 40, window=7, ngram=5, guesses=0)
@@ -385,6 +419,15 @@ def test_greedy_verification_takes_the_longest_matching_prefix_plus_the_models_t
     verdict = verify_greedy(candidates[[0, 2]], 7, preds[[0, 2]])
     assert (verdict.candidate, verdict.tokens) == (1, [7, 8, 2, 6])
     assert verify_greedy(torch.empty(0, 3, dtype=torch.long), 4, torch.empty(0, 3, dtype=torch.long)).tokens == [4]
+    # the reference's rule: a full match settles its N-1 tokens and drops the bonus; partial ones are unchanged
+    verdict = verify_greedy(candidates, 7, preds, bonus=False)
+    assert (verdict.candidate, verdict.n_matched, verdict.tokens) == (1, 3, [7, 9, 9])
+    assert verify_greedy(candidates[[0, 2]], 7, preds[[0, 2]], bonus=False).tokens == [7, 8, 2]
+    partial = torch.tensor([[7, 8, 5]])  # matches 2 of 3: the model's token is still appended
+    assert verify_greedy(partial, 7, preds[[0]], bonus=False).tokens == [7, 8, 2]
+    assert verify_greedy(partial, 7, preds[[0]], bonus=True).tokens == [7, 8, 2]
+    with pytest.raises(TypeError, match="bonus"):
+        verify_greedy(candidates, 7, preds, bonus=1)
 
 
 def test_sampling_verification_draws_each_token_from_the_model_distribution():
@@ -439,6 +482,7 @@ def test_lookahead_sampling_is_greedy_at_top_k_one_and_seeded_otherwise(trained_
         ({"temperature": -0.5}, ValueError, "temperature"),
         ({"top_k": 0}, ValueError, "top_k"),
         ({"pool_from_prompt": 1}, TypeError, "pool_from_prompt"),
+        ({"accept": "paper"}, ValueError, "accept"),
         ({"max_new_tokens": -1}, ValueError, "max_new_tokens"),
         ({"prompt_ids": []}, ValueError, "prompt_ids"),
         ({"prompt_ids": [1, 300]}, ValueError, "prompt_ids"),

@@ -11,6 +11,15 @@ NotImplementedError (with the solution's size as a hint), and markdown answers b
 The exercise notebooks are then executed, so their committed outputs show the checkers saying
 "not implemented yet", which is what a learner sees before starting.
 
+Two cell markers keep answers out of `exercises/` (they opt a cell in; unmarked cells are unchanged):
+
+- a code cell whose first line starts with `# PREDICT` is one whose output the learner is meant to
+  predict (or produce, in an experiment): the exercise ships it with its outputs cleared after
+  execution, and tagged `nbval-ignore-output`, so nbval still runs the cell (it must not raise)
+  without comparing the output the exercise deliberately does not hold;
+- a markdown cell whose first line is `<!-- SOLUTION ONLY -->` (text that gives a prediction's
+  answer away, such as a comment on the numbers just printed) is left out of the exercise.
+
 Run times have one source of truth: every `run` records each notebook's wall-clock time in
 `notebooks/run_times.json`, then rewrites the figures that quote it (the "**Run time:** about N s"
 line of each lecture notebook and the README's course map), so text and measurement cannot drift.
@@ -32,6 +41,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+PREDICT, SOLUTION_ONLY = "# PREDICT", "<!-- SOLUTION ONLY -->"
+NBVAL_IGNORE_OUTPUT = "nbval-ignore-output"  # nbval's cell tag: run the cell, do not compare its output
 RUN_TIMES = ROOT / "notebooks" / "run_times.json"
 README = ROOT / "README.md"
 HEADER_RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )(\d+)( s)")
@@ -54,13 +65,36 @@ def strip_solutions(source: str, markdown: bool = False) -> str:
     return _SOLUTION.sub(lambda m: _stub(m, markdown), source)
 
 
+def is_prediction(cell: nbformat.NotebookNode) -> bool:
+    """A code cell whose output the learner predicts or produces (its exercise twin ships without it)."""
+    return cell.cell_type == "code" and cell.source.lstrip().startswith(PREDICT)
+
+
+def is_solution_only(cell: nbformat.NotebookNode) -> bool:
+    """A markdown cell that gives an answer away (left out of the exercise)."""
+    return cell.cell_type == "markdown" and cell.source.lstrip().startswith(SOLUTION_ONLY)
+
+
 def exercise_from_solution(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The exercise notebook of a solution notebook, outputs cleared (not yet executed)."""
     nb = copy.deepcopy(nb)
+    nb.cells = [cell for cell in nb.cells if not is_solution_only(cell)]
     for cell in nb.cells:
         cell.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        if is_prediction(cell):
+            tags = cell.metadata.setdefault("tags", [])
+            if NBVAL_IGNORE_OUTPUT not in tags:
+                tags.append(NBVAL_IGNORE_OUTPUT)
+    return nb
+
+
+def hide_predictions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Clear the outputs of an executed exercise's prediction cells (they keep their execution count)."""
+    for cell in nb.cells:
+        if is_prediction(cell):
+            cell.outputs = []
     return nb
 
 
@@ -78,6 +112,8 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     seconds = time.time() - start
+    if path.parent.name == "exercises":
+        hide_predictions(nb)  # the learner's answers: computed, so the cells work, but not shipped
     if write:
         nbformat.write(nb, path)
         record_run_time(path, seconds)

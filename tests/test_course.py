@@ -10,10 +10,16 @@ from minillm.course import (
     BEGIN,
     END,
     HEADER_RUN_TIME,
+    NBVAL_IGNORE_OUTPUT,
+    PREDICT,
     README,
     ROOT,
+    SOLUTION_ONLY,
     all_notebooks,
     exercise_from_solution,
+    hide_predictions,
+    is_prediction,
+    is_solution_only,
     load_run_times,
     strip_solutions,
 )
@@ -31,6 +37,31 @@ def test_strip_solutions_keeps_indentation_and_says_how_long_the_solution_is():
     assert strip_solutions(f"Answer:\n{BEGIN}\nforty-two\n{END}\n", markdown=True) == "Answer:\n*Your answer here.*\n"
     with pytest.raises(ValueError, match="unbalanced"):
         strip_solutions(f"{BEGIN}\nx = 1\n")
+
+
+def test_marked_cells_lose_their_answers_and_unmarked_cells_keep_everything():
+    v4 = nbformat.v4
+    printed = [v4.new_output("stream", name="stdout", text="42\n")]
+    nb = v4.new_notebook(
+        cells=[
+            v4.new_markdown_cell("Predict the number."),
+            v4.new_code_cell(f"{PREDICT}: then run\nprint(42)", outputs=printed, execution_count=1),
+            v4.new_markdown_cell(f"{SOLUTION_ONLY}\nIt printed 42, as predicted."),
+            v4.new_code_cell("print(1)", outputs=printed, execution_count=2),
+        ]
+    )
+    ex = exercise_from_solution(nb)
+    assert [c.source for c in ex.cells] == ["Predict the number.", f"{PREDICT}: then run\nprint(42)", "print(1)"]
+    assert ex.cells[1].metadata["tags"] == [NBVAL_IGNORE_OUTPUT] and "tags" not in ex.cells[2].metadata
+    ex.cells[1].outputs, ex.cells[2].outputs = printed, printed  # as if executed
+    hide_predictions(ex)
+    assert ex.cells[1].outputs == [] and ex.cells[2].outputs == printed
+    assert nb.cells[1].outputs == printed and len(nb.cells) == 4  # the solution is untouched
+
+
+def _exercise_cells(solution: nbformat.NotebookNode) -> list:
+    """The solution's cells that have a twin in the exercise, in order."""
+    return [c for c in solution.cells if not is_solution_only(c)]
 
 
 def test_every_chapter_has_a_lecture_and_matching_exercise_and_solution_notebooks():
@@ -55,7 +86,8 @@ def test_no_stub_holds_a_solution_and_each_chapter_has_at_least_four_exercises(s
     sol = nbformat.read(solution, as_version=4)
     ex = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
     regions = 0
-    for s_cell, e_cell in zip(sol.cells, ex.cells):
+    assert len(_exercise_cells(sol)) == len(ex.cells)
+    for s_cell, e_cell in zip(_exercise_cells(sol), ex.cells):
         assert BEGIN not in e_cell.source and END not in e_cell.source
         for body in re.findall(rf"{re.escape(BEGIN)}[^\n]*\n(.*?){re.escape(END)}", s_cell.source, re.S):
             regions += s_cell.cell_type == "code"
@@ -63,6 +95,40 @@ def test_no_stub_holds_a_solution_and_each_chapter_has_at_least_four_exercises(s
                 if len(line.strip()) > 12 and not line.strip().startswith("#"):
                     assert line.strip() not in e_cell.source, f"solution line left in the exercise: {line.strip()}"
     assert regions >= 4, f"{solution.name} has {regions} coded exercises; each chapter needs at least 4"
+
+
+def _printed(cell) -> str:
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercises_ship_no_prediction_answer(solution):
+    """A predicted (or produced) output, or markdown that comments on it, never reaches exercises/."""
+    sol = nbformat.read(solution, as_version=4)
+    ex = nbformat.read(ROOT / "exercises" / solution.name, as_version=4)
+    for s_cell, e_cell in zip(_exercise_cells(sol), ex.cells):
+        if is_prediction(s_cell):
+            assert e_cell.outputs == [], f"exercises/{solution.name} shows the answer of: {e_cell.source[:60]!r}"
+            assert NBVAL_IGNORE_OUTPUT in e_cell.metadata.get("tags", [])
+    shipped = "\n".join(c.source + _printed(c) for c in ex.cells)
+    for s_cell in sol.cells:
+        if is_solution_only(s_cell):
+            body = s_cell.source.replace(SOLUTION_ONLY, "").strip()
+            assert body and body not in shipped, f"exercises/{solution.name} gives away: {body[:60]!r}"
+        if is_prediction(s_cell):
+            for line in _printed(s_cell).splitlines():
+                assert len(line.strip()) < 8 or line not in shipped, f"a prediction's output shipped: {line!r}"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS[:5], ids=lambda p: p.name)
+def test_every_cell_after_a_request_to_predict_is_marked(solution):
+    """A markdown cell that asks for a prediction is followed by a marked cell (a check cell aside)."""
+    cells = nbformat.read(solution, as_version=4).cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "markdown" and "predict" in cell.source.lower() and not is_solution_only(cell):
+            code = next((c for c in cells[i + 1 :] if c.cell_type == "code"), None)
+            if code is not None and ".check_" not in code.source:
+                assert is_prediction(code), f"{solution.name}: mark this cell {PREDICT!r}: {code.source[:60]!r}"
 
 
 @pytest.mark.parametrize("path", all_notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")

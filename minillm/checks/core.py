@@ -1,9 +1,27 @@
-"""The machinery shared by every chapter's checkers."""
+"""The machinery shared by every chapter's checkers.
+
+A checker runs the learner's function on every case (smallest first), compares each result with
+the package's own, and prints one verdict: ✅ passed, ⏳ not implemented yet, or ❌ with the
+smallest failing case, expected and got cut around the place where they differ, and a hint.
+
+Hints are graded: `run_check(..., hints=(h1, h2))`. The first failing call of a check prints h1
+(the property that failed); the next failing call of the same check, or a checker called with
+`hint=2`, also prints h2 (more specific; still no solution code). A pass resets the level. The
+old single `hint="..."` string still works. A crash in the learner's code prints the learner's
+own line (the innermost traceback frame outside the package and the libraries) and the exception.
+
+Checkers return a `CheckResult`: truthy when passed (so `assert ch01.check_attention(f)` works),
+and it displays nothing in a notebook, since the verdict line is already printed.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+import sysconfig
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,13 +31,120 @@ class CheckFailed(Exception):
     """Raised inside a checker's own comparison to report a difference (caught by run_check)."""
 
 
+class CheckResult:
+    """A checker's verdict. `bool(result)` is whether it passed; shown in a notebook it displays nothing."""
+
+    def __init__(self, title: str, passed: bool, problem: str | None = None) -> None:
+        self.title, self.passed, self.problem = title, passed, problem
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CheckResult):
+            return self.passed == other.passed and self.title == other.title
+        return self.passed == other if isinstance(other, bool) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking value object: not a dict key
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.title!r}, passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the verdict is already printed, and `Out: False` beside ⏳ reads like a failure."""
+
+
+# How many times in a row each check (by title) has failed: picks the hint level.
+_failures: dict[str, int] = {}
+
+
+def reset_hints() -> None:
+    """Forget every check's failure count (hint levels start again at 1)."""
+    _failures.clear()
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # minillm/
+_LIBRARIES = {Path(p).resolve() for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}}
+
+
+def _is_learner_file(filename: str) -> bool:
+    if filename.startswith("<"):  # <string>, <frozen ...>: not a file a learner can open
+        return False
+    path = Path(filename).resolve()
+    return not any(path.is_relative_to(p) for p in (_PACKAGE, *_LIBRARIES))
+
+
+def crash_location(error: BaseException) -> str | None:
+    """'in your cell, line 3: return x / 0': the innermost frame of the traceback in the learner's code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        if _is_learner_file(frame.filename):
+            where = "your cell" if "ipykernel" in frame.filename else os.path.basename(frame.filename)
+            line = f": {frame.line.strip()}" if frame.line else ""
+            return f"in {where}, line {frame.lineno}{line}"
+    return None
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    if isinstance(x, torch.Tensor) and x.ndim == 0:
+        return _fmt(x.item())
+    return repr(x)
+
+
 def _summary(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         if x.numel() <= 8:
-            return f"tensor {tuple(x.shape)} {x.flatten().tolist()}"
-        return f"tensor {tuple(x.shape)} {x.dtype}, mean {x.double().mean().item():.4g}"
+            values = [round(v, 6) if isinstance(v, float) else v for v in x.flatten().tolist()]
+            return f"tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} {values}"
+        return f"tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}"
     text = repr(x)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _window(items: Sequence, start: int, width: int = 6) -> str:
+    """items[start - 1 : start - 1 + width] with '…' where cut, and the index it starts at."""
+    lo = max(0, start - 1)
+    hi = min(len(items), lo + width)
+    body = ", ".join(_fmt(v) for v in items[lo:hi])
+    return f"[{'…, ' if lo else ''}{body}{', …' if hi < len(items) else ''}]" + (f" (from index {lo})" if lo else "")
+
+
+def differences(got: Any, expected: Any) -> tuple[str, str]:
+    """(expected, got) as two short strings, each cut around the first place where they differ."""
+    try:
+        return _differences(got, expected)
+    except Exception:  # noqa: BLE001 - an odd value the cutting cannot handle: show both summaries
+        return _summary(expected), _summary(got)
+
+
+def _differences(got: Any, expected: Any) -> tuple[str, str]:
+    if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        if expected.numel() <= 8:
+            return _summary(expected), _summary(got)
+        e, g = expected.flatten(), got.flatten()
+        if expected.is_floating_point() or got.is_floating_point():
+            bad = ~torch.isclose(g.double(), e.double(), atol=1e-5, rtol=1e-5)
+        else:
+            bad = g != e
+        first = int(bad.nonzero()[0]) if bad.any() else 0
+        head = f"tensor {tuple(expected.shape)}, flattened "
+        return head + _window(e.tolist(), first), head + _window(g.tolist(), first)
+    if isinstance(expected, (list, tuple)) and expected and isinstance(expected[0], torch.Tensor):
+        if isinstance(got, (list, tuple)) and len(got) == len(expected):
+            i = next((i for i, (g, e) in enumerate(zip(got, expected)) if compare(g, e)), 0)
+            shown_expected, shown_got = _differences(got[i], expected[i])
+            return f"item {i}: {shown_expected}", f"item {i}: {shown_got}"
+        return _summary(expected), _summary(got)
+    if isinstance(expected, (str, list, tuple)) and isinstance(got, type(expected)):
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        if isinstance(expected, str):
+            lo = max(0, first - 20)
+            cut = lambda s: ("…" if lo else "") + repr(s[lo : lo + 50]) + ("…" if len(s) > lo + 50 else "")  # noqa: E731
+            return f"{cut(expected)} ({len(expected)} chars)", f"{cut(got)} ({len(got)} chars)"
+        return f"{_window(expected, first)} ({len(expected)} items)", f"{_window(got, first)} ({len(got)} items)"
+    return _summary(expected), _summary(got)
 
 
 def compare(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> str | None:
@@ -29,6 +154,10 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> 
             return f"expected a tensor, got {type(got).__name__}"
         if got.shape != expected.shape:
             return f"shape {tuple(got.shape)} instead of {tuple(expected.shape)}"
+        if expected.dtype == torch.bool and got.dtype != torch.bool:
+            return f"dtype {got.dtype} instead of torch.bool (masks are bool: ~mask and masked_fill need it)"
+        if not expected.is_floating_point() and not expected.is_complex() and got.is_floating_point():
+            return f"dtype {got.dtype} instead of an integer dtype such as {expected.dtype} (indices must be integers)"
         if expected.dtype == torch.bool or not expected.is_floating_point():
             bad = got != expected
         else:
@@ -37,7 +166,7 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> 
             index = tuple(bad.nonzero()[0].tolist())
             return (
                 f"{int(bad.sum())} of {bad.numel()} entries differ, first at index {index}: "
-                f"{got[index].item():.6g} instead of {expected[index].item():.6g}"
+                f"{_fmt(got[index])} instead of {_fmt(expected[index])}"
             )
         return None
     if isinstance(expected, (tuple, list)) and expected and isinstance(expected[0], torch.Tensor):
@@ -54,15 +183,37 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> 
     return None if got == expected else f"{_summary(got)} instead of {_summary(expected)}"
 
 
-def report(title: str, problem: str | None, hint: str = "", n_cases: int = 1) -> bool:
-    """Print the verdict line(s); return True when passed."""
+def _hint_lines(title: str, hint: str, hints: Sequence[str], level: int | None) -> list[str]:
+    if not hints:
+        return [f"   hint: {hint}"] if hint else []
+    _failures[title] = _failures.get(title, 0) + 1
+    level = min(max(1, level or _failures[title]), len(hints))
+    lines = [f"   hint: {hints[0]}"] + [f"   hint {i + 1}: {h}" for i, h in enumerate(hints[1:level], start=1)]
+    if level < len(hints):
+        lines.append(f"   (still stuck? run the check again, or pass hint={level + 1}, for a more specific hint)")
+    return lines
+
+
+def report(
+    title: str,
+    problem: str | None,
+    hint: str = "",
+    n_cases: int = 1,
+    hints: Sequence[str] = (),
+    level: int | None = None,
+) -> CheckResult:
+    """Print the verdict line(s); the result is truthy when passed."""
     if problem is None:
+        _failures.pop(title, None)
         print(f"✅ {title}: passed ({n_cases} case{'s' if n_cases != 1 else ''})")
-        return True
-    print(f"❌ {title}: {problem}")
-    if hint:
-        print(f"   hint: {hint}")
-    return False
+        return CheckResult(title, True)
+    print("\n".join([f"❌ {title}: {problem}", *_hint_lines(title, hint, hints, level)]))
+    return CheckResult(title, False, problem)
+
+
+def _crash(label: str, error: Exception) -> str:
+    where = crash_location(error)
+    return f"{label}: raised {type(error).__name__}: {error}" + (f"\n   {where}" if where else "")
 
 
 def run_check(
@@ -74,23 +225,36 @@ def run_check(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     describe: Callable[[tuple], str] | None = None,
-) -> bool:
-    """Call `student(*case)` and `reference(*case)` on every case and compare (see `compare`)."""
+    hints: Sequence[str] = (),
+    level: int | None = None,
+) -> CheckResult:
+    """Call `student(*case)` and `reference(*case)` on every case and compare (see `compare`).
+
+    Every case runs (up to a crash); the first failing one (list the cases smallest first) is reported, with how
+    many of the cases failed. `hints` are graded (see the module docstring); `level` forces one.
+    """
+    failures: list[str] = []
     for i, case in enumerate(cases):
         label = describe(case) if describe else f"case {i}"
         try:
             got = student(*copy.deepcopy(case))
         except NotImplementedError:
             print(f"⏳ {title}: not implemented yet")
-            return False
+            return CheckResult(title, False, "not implemented yet")
         except CheckFailed as e:
-            return report(title, f"{label}: {e}", hint)
+            failures.append(f"{label}: {e}")
+            continue
         except Exception as e:  # noqa: BLE001 - any error in learner code is reported, not raised
-            return report(title, f"{label}: raised {type(e).__name__}: {e}", hint)
+            failures.append(_crash(label, e))
+            break  # a crash can leave state behind (a GPU fault, a half-changed argument): stop here
         expected = reference(*copy.deepcopy(case))
         problem = compare(got, expected, atol, rtol)
         if problem:
-            return report(
-                title, f"{label}: {problem}\n   expected: {_summary(expected)}\n   got:      {_summary(got)}", hint
-            )
-    return report(title, None, n_cases=len(cases))
+            shown_expected, shown_got = differences(got, expected)
+            failures.append(f"{label}: {problem}\n   expected: {shown_expected}\n   got:      {shown_got}")
+    if not failures:
+        return report(title, None, n_cases=len(cases))
+    first_line, *details = failures[0].split("\n")
+    if len(cases) > 1:
+        first_line += f" ({len(failures)} of {len(cases)} cases fail; the first is shown)"
+    return report(title, "\n".join([first_line, *details]), hint, hints=hints, level=level)

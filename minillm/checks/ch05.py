@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 
@@ -52,16 +53,32 @@ def check_jacobi_iteration(jacobi_iteration: Callable) -> bool:
         lambda model, context, guess: _ints(jacobi_iteration(model, context, guess)),
         reference,
         cases,
-        hint="run model(torch.tensor([context + guess])) once, take argmax(-1) of the logits; the prediction "
-        "for guess[i] is made at input position len(context) - 1 + i, so slice [len(context) - 1 : -1]",
+        hints=(
+            "return one token per guess token (m of them), each the model's argmax over the vocabulary, all from "
+            "a single forward pass over the context followed by the guess",
+            "the logits at input position t predict the token after position t: y'_0 comes from the row of the "
+            "context's last token, y'_i from the row of guess[i-1]; the row of the guess's last token predicts "
+            "nothing you need",
+        ),
         describe=lambda c: f"{len(c[1])} context tokens, a guess of m={len(c[2])}",
     )
 
 
-def _pool_dict(pool) -> dict[int, list[tuple[int, ...]]]:
+def _pool_dict(pool: object, N: int) -> dict[int, list[tuple[int, ...]]]:
+    """The learner's pool with its types checked: int keys, lists of (N-1)-tuples of ints."""
     if not isinstance(pool, dict):
         raise CheckFailed(f"the pool must stay a dict, got {type(pool).__name__}")
-    return {int(k): [tuple(int(t) for t in tail) for tail in tails] for k, tails in pool.items() if len(tails)}
+    for key, tails in pool.items():
+        if type(key) is not int:
+            raise CheckFailed(f"pool key {key!r} is a {type(key).__name__}: keys are token ids (int)")
+        if not isinstance(tails, list):
+            raise CheckFailed(f"pool[{key}] is a {type(tails).__name__}: each key holds a list of tails")
+        for tail in tails:
+            if not isinstance(tail, tuple):
+                raise CheckFailed(f"pool[{key}] holds the tail {tail!r}, a {type(tail).__name__}: tails are tuples")
+            if len(tail) != N - 1 or any(type(t) is not int for t in tail):
+                raise CheckFailed(f"pool[{key}] holds the tail {tail!r}: a tail is N-1 = {N - 1} token ids (int)")
+    return {key: list(tails) for key, tails in pool.items() if tails}
 
 
 def _windows(seed: int, W: int, N: int, steps: int, vocab: int) -> list[tuple[int, list[list[int]], list[int]]]:
@@ -75,7 +92,7 @@ def _windows(seed: int, W: int, N: int, steps: int, vocab: int) -> list[tuple[in
 
 
 def check_update_pool(update_pool: Callable) -> bool:
-    """update_pool(pool, last, levels, new, guesses) adds one step's n-grams to a dict pool, LRU per key."""
+    """update_pool(pool, last, levels, new, guesses) adds one step's n-grams to a dict pool in place, LRU per key."""
 
     def reference(windows, N, G):
         return len(windows)
@@ -84,12 +101,18 @@ def check_update_pool(update_pool: Callable) -> bool:
         """Run the learner's update step by step beside NGramPool; stop at the first difference."""
         pool, expected = {}, NGramPool(N, G)
         for step, (last, levels, new) in enumerate(windows):
+            before = copy.deepcopy(pool)
             result = update_pool(pool, last, levels, new, G)
-            if result is not None and result is not pool:
-                pool = result  # returning a new dict is fine too
             for key, tail in ngrams_from_window(last, levels, new):
                 expected.add(key, tail)
-            got, want = _pool_dict(pool), {k: expected.get(k) for k in expected.keys() if expected.get(k)}
+            want = {k: expected.get(k) for k in expected.keys() if expected.get(k)}
+            if pool == before and want != _pool_dict(before, N):
+                returned = f" and returned a new {type(result).__name__}" if result is not None else ""
+                raise CheckFailed(
+                    f"step {step} left `pool` as it was{returned}: change the dict you are given in place "
+                    "(the decoder keeps using that one)"
+                )
+            got = _pool_dict(pool, N)
             for key in sorted(set(got) | set(want)):
                 if got.get(key, []) != want.get(key, []):
                     raise CheckFailed(
@@ -98,9 +121,14 @@ def check_update_pool(update_pool: Callable) -> bool:
                     )
         return len(windows)
 
+    # W=4, N=3, G=2. Step 0: keys 7, 1, 7, 1 get tails (2, 2), (2, 3), (2, 2), (2, 3): each tail twice, kept once.
+    # Step 1: key 7 gets (4, 4), (2, 2) again (it becomes the newest), then (5, 5), which drops (4, 4).
+    repeats = [(7, [[1, 7, 1], [2, 2, 2, 2]], [2, 3, 2, 3]), (7, [[7, 7, 0], [4, 2, 5, 0]], [4, 2, 5, 0])]
     cases = [
         (_windows(0, 3, 3, 1, 50), 3, 4),  # one step, no collisions: every column adds one n-gram
+        (repeats, 3, 2),
         (_windows(1, 5, 4, 4, 4), 4, 2),  # few tokens: keys collide and the LRU drops the oldest
+        (_windows(4, 4, 3, 6, 2), 3, 3),  # two tokens: tails repeat all the time
         (_windows(2, 4, 5, 6, 3), 5, 3),
         (_windows(3, 2, 3, 5, 2), 3, 1),
     ]
@@ -109,10 +137,15 @@ def check_update_pool(update_pool: Callable) -> bool:
         student,
         reference,
         cases,
-        hint="column j's key is last for j = 0 and levels[0][j-1] after it; its tail is (levels[1][j], ..., "
-        "levels[-1][j], new[j]). Adding a tail already there moves it to the end of the key's list; when a "
-        "key holds more than `guesses` tails, drop the first (oldest)",
-        describe=lambda c: f"{len(c[0])} steps, W={len(c[0][0][2])}, N={c[1]}, G={c[2]}",
+        hints=(
+            "compare your pool with the expected one after the step named above: each key's list runs oldest "
+            "first, a tail appears at most once per key, and a key keeps at most `guesses` tails",
+            "for each column, in order: find its key (the level-0 token before the column, `last` for column 0) "
+            "and its tail (the column read down levels[1:], then new), a tuple; if the key's list already holds "
+            "that tail, take it out; append it; if the list is now longer than `guesses`, drop its first element. "
+            "Do all this in the dict you were passed",
+        ),
+        describe=lambda c: f"{len(c[0])} step{'s' if len(c[0]) > 1 else ''}, W={len(c[0][0][2])}, N={c[1]}, G={c[2]}",
     )
 
 
@@ -142,11 +175,24 @@ def check_verify(verify: Callable) -> bool:
         lambda c, f, p: as_tuple(verify(c, f, p)),
         lambda c, f, p: as_tuple(verify_greedy(c, f, p)),
         cases,
-        hint="the model's token at candidate position i is truth[i] = ([first] + preds[g])[i]; count the matched "
-        "prefix, keep the first candidate with the longest one, settle its matched tokens + truth[n_matched]; "
-        "with no candidates return (None, 0, [first])",
+        hints=(
+            "n_matched is the length of the matching *prefix* (it stops at the first mismatch); among equal "
+            "lengths the first candidate wins; the settled tokens always end with one token of the model's own",
+            "candidate g's token i is right when it equals the model's token at that place, which is `first` "
+            "for i = 0 and preds[g, i-1] after it; the token settled after the matched prefix is the model's token "
+            "at the first mismatch (or after the whole candidate); with G = 0 only `first` is settled",
+        ),
         describe=lambda c: f"candidates {c[0].tolist()}, first {c[1]}, preds {c[2].tolist()}",
     )
+
+
+def _token(W: int, N: int, index: int) -> str:
+    """Where token `index` of one lookahead step sits: x, a window level and column, or a candidate's token."""
+    if index == 0:
+        return "x"
+    if index < (N - 1) * W:
+        return f"level {index // W}, column {index % W}"
+    return f"candidate {(index - (N - 1) * W) // (N - 1)}, token {(index - (N - 1) * W) % (N - 1)}"
 
 
 def check_lookahead_mask(lookahead_mask: Callable[[int, int, int], torch.Tensor]) -> bool:
@@ -156,15 +202,29 @@ def check_lookahead_mask(lookahead_mask: Callable[[int, int, int], torch.Tensor]
         mask = lookahead_mask(W, N, G)
         if not isinstance(mask, torch.Tensor):
             raise CheckFailed(f"return a bool tensor, got {type(mask).__name__}")
-        return mask.bool()
+        if mask.dtype != torch.bool:
+            raise CheckFailed(f"return a bool tensor, got dtype {mask.dtype}: attention negates the mask with ~")
+        expected = lookahead_layout(W, N, G).mask
+        if mask.shape == expected.shape and (mask != expected).any():
+            q, k = (mask != expected).nonzero()[0].tolist()
+            raise CheckFailed(
+                f"{int((mask != expected).sum())} of {mask.numel()} entries differ; the first is mask[{q}, {k}] = "
+                f"{bool(mask[q, k])}, should be {bool(expected[q, k])}: query {q} is {_token(W, N, q)}, "
+                f"key {k} is {_token(W, N, k)}"
+            )
+        return mask
 
     return run_check(
         "lookahead_mask",
         student,
         lambda W, N, G: lookahead_layout(W, N, G).mask.clone(),
         [(3, 2, 0), (4, 3, 0), (3, 3, 2), (5, 4, 2), (2, 5, 3), (1, 3, 1)],
-        hint="give every token its level, column and candidate (-1 where none); a window token at (l, j) sees "
-        "level 0 at columns <= j and levels 1..l at column j; candidate tokens see x and their own earlier "
-        "tokens; everything sees x (index 0)",
+        hints=(
+            "the first entry that differs names a (query, key) pair: find which level and column (or which "
+            "candidate and token) each of the two is, then reread the rule for that pair",
+            "give every token three labels (its level, its column or token index, its candidate; -1 where it has "
+            "none), then decide each pair from the labels alone: window tokens read level 0 up to their own column "
+            "and levels 1 up to their own in their own column; candidates read x and their own earlier tokens",
+        ),
         describe=lambda c: f"W={c[0]}, N={c[1]}, G={c[2]}",
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..megabyte import Megabyte, MegabyteConfig
-from .core import CheckFailed, run_check
+from .core import CheckFailed, compare, run_check
 
 V = 259  # bytes + BOS, SINK, PAD: the course's vocabulary
 
@@ -32,6 +32,20 @@ def _tensor_result(result: object) -> torch.Tensor:
     return result
 
 
+def _located(result: object, expected: torch.Tensor, where: Callable[[tuple[int, ...]], str]) -> torch.Tensor:
+    """The learner's tensor; where it differs from `expected`, a CheckFailed naming the first wrong
+    entry in the exercise's terms (which patch, slot, byte), not as a bare index."""
+    got = _tensor_result(result)
+    if got.shape == expected.shape and compare(got, expected):
+        bad = ~torch.isclose(got.to(expected.dtype), expected, atol=1e-5, rtol=1e-5)
+        index = tuple(bad.nonzero()[0].tolist())
+        raise CheckFailed(
+            f"{int(bad.sum())} of {bad.numel()} entries differ; the first is {where(index)}: "
+            f"{got[index].item():.6g} instead of {expected[index].item():.6g}"
+        )
+    return got
+
+
 def check_patch_embed(patch_embed: Callable) -> bool:
     """patch_embed(ids, token_emb, pos_emb, patch_size) -> (B, K, P·D_G), like Megabyte.global_inputs unshifted."""
 
@@ -42,17 +56,33 @@ def check_patch_embed(patch_embed: Callable) -> bool:
         with torch.no_grad():
             return model.global_inputs(ids, 0, ids.shape[1] // patch_size)
 
+    def student(ids, token_emb, pos_emb, patch_size):
+        D = token_emb.shape[1]
+        return _located(
+            patch_embed(ids, token_emb, pos_emb, patch_size),
+            reference(ids, token_emb, pos_emb, patch_size),
+            lambda i: (
+                f"[{i[0]}, {i[1]}, {i[2]}] = feature {i[2] % D} of byte t = {i[1] * patch_size + i[2] // D} "
+                f"(slot {i[2] // D} of patch {i[1]})"
+            ),
+        )
+
     cases = []
     for seed, (B, T, P, D) in enumerate([(1, 8, 4, 8), (2, 12, 2, 6), (3, 16, 8, 4), (1, 5, 1, 12)]):
         g = torch.Generator().manual_seed(seed)
         cases.append((_ids(seed, B, T), torch.randn(V, D, generator=g), torch.randn(2 * T, D, generator=g), P))
     return run_check(
         "patch_embed",
-        lambda *case: _tensor_result(patch_embed(*case)),
+        student,
         reference,
         cases,
-        hint="h = token_emb[ids] + pos_emb[:T] gives (B, T, D_G); then h.reshape(B, T // P, P * D_G) puts the P "
-        "embeddings of each patch side by side",
+        hints=(
+            "each byte's vector is its token embedding plus the position embedding of its index t in the whole "
+            "sequence; patch k then holds bytes kP ... kP + P - 1, one after another, each D_G features wide",
+            "build the (B, T, D_G) byte vectors first (two table lookups, one by byte value, one by position "
+            "0 ... T-1), then regroup the T axis into K patches of P consecutive bytes and merge each patch's "
+            "(P, D_G) into one row, slot-major: no transpose is needed",
+        ),
         describe=lambda c: f"ids {tuple(c[0].shape)}, D_G = {c[1].shape[1]}, P = {c[3]}",
     )
 
@@ -68,12 +98,21 @@ def check_global_shift(global_shift: Callable) -> bool:
             model.shift_global = True
             expected = model.global_inputs(ids, 0, T // P)  # the package's shifted inputs
         cases.append((h, model.global_pad.detach().clone(), expected))
+
+    def where(index: tuple[int, ...]) -> str:
+        return f"feature {index[2]} of position {index[1]} (row {index[0]})"
+
     return run_check(
         "global_shift",
-        lambda h, pad, expected: _tensor_result(global_shift(h, pad)),
+        lambda h, pad, expected: _located(global_shift(h, pad), expected, where),
         lambda h, pad, expected: expected,
         cases,
-        hint="drop the last patch and put the pad in front: torch.cat([pad.expand(B, 1, -1), h[:, :-1]], dim=1)",
+        hints=(
+            "position 0 must hold the pad, and position k (k >= 1) patch k - 1 of the same row: the last patch "
+            "is dropped, nothing wraps around, and the batch axis is untouched",
+            "two pieces joined along the patch axis (dim 1): the pad, given one batch copy per row and a patch "
+            "axis of length 1, then every patch but the last",
+        ),
         describe=lambda c: f"h {tuple(c[0].shape)}",
     )
 
@@ -96,13 +135,25 @@ def check_local_input(local_input: Callable) -> bool:
             torch.randn(D, generator=g),
         )
         cases.append((slices, _ids(seed, N, P), emb, pad))
+
+    def student(slices, patches, local_emb, pad):
+        return _located(
+            local_input(slices, patches, local_emb, pad),
+            reference(slices, patches, local_emb, pad),
+            lambda i: f"feature {i[2]} of slot {i[1]} of patch {i[0]}",
+        )
+
     return run_check(
         "local_input",
-        lambda *case: _tensor_result(local_input(*case)),
+        student,
         reference,
         cases,
-        hint="slot p adds the embedding of byte p - 1 of its patch: prev = local_emb[patches[:, :-1]], "
-        "then torch.cat([pad.expand(N, 1, -1), prev], dim=1) and add the slices",
+        hints=(
+            "slot p of a patch must add the local embedding of the byte just before it in the *same* patch; "
+            "slot 0 has no such byte and adds the pad; and the slices are part of the sum",
+            "look up the local embeddings of every byte but each patch's last one, put the pad in front of them "
+            "along the slot axis (one copy per patch), and add the slices: each patch's own bytes, one slot later",
+        ),
         describe=lambda c: f"slices {tuple(c[0].shape)}, patches {tuple(c[1].shape)}",
     )
 
@@ -120,7 +171,9 @@ def check_count_global_calls(count_global_calls: Callable[[int, int, int], tuple
         result = count_global_calls(n_prompt, n_new, patch_size)
         if not isinstance(result, tuple) or len(result) != 2:
             raise CheckFailed("count_global_calls must return a tuple (global_calls, global_patches)")
-        return tuple(int(r) for r in result)
+        if any(isinstance(r, bool) or not isinstance(r, int) for r in result):
+            raise CheckFailed(f"both counts must be ints, got {result!r}: count patches with integer arithmetic")
+        return result
 
     cases = [(1, 8, 4), (4, 4, 4), (13, 30, 8), (8, 1, 8), (3, 9, 1), (5, 0, 4), (0, 10, 4), (9, 7, 4)]
     return run_check(
@@ -128,9 +181,12 @@ def check_count_global_calls(count_global_calls: Callable[[int, int, int], tuple
         student,
         _generation_counts,
         cases,
-        hint="one call when generation starts (it covers every prompt patch and the patch of the first new "
-        "byte), then one call for each later new byte t that starts a patch (t % P == 0); the patches "
-        "computed are all those the final sequence touches, ceil((n_prompt + n_new) / P), when n_new > 0",
+        hints=(
+            "count the calls by hand on the failing case: write out the new positions n_prompt ... "
+            "n_prompt + n_new - 1, mark which start a patch, and remember the first new byte already has its call",
+            "calls: the one at the start, plus one per *later* new byte at slot 0. Patches: every patch is computed "
+            "exactly once, so count the patches the final sequence touches, a partial last one included",
+        ),
         describe=lambda c: f"n_prompt={c[0]}, n_new={c[1]}, P={c[2]}",
     )
 
@@ -145,6 +201,10 @@ def check_loss_by_slot(loss_by_slot: Callable[[torch.Tensor, int], torch.Tensor]
         lambda *case: _tensor_result(loss_by_slot(*case)),
         lambda nll, P: nll.reshape(nll.shape[0], -1, P).mean(dim=(0, 1)),
         cases,
-        hint="view nll (B, T) as (B, T // P, P): the last dim is the slot; average over the first two dims",
+        hints=(
+            "entry p averages every byte at slot p (t = p, p + P, p + 2P, ...) over all rows of the batch",
+            "split the time axis into (patches, slots) with the slot varying fastest, then average over every "
+            "axis except the slot one",
+        ),
         describe=lambda c: f"nll {tuple(c[0].shape)}, P={c[1]}",
     )

@@ -8,64 +8,113 @@ import torch
 
 from ..continuous_attention import GaussianBasis, bin_masses, gaussian_expectation, ridge_regression_matrix
 from ..infinite_former import ContinuousMemory
-from .core import CheckFailed, run_check
+from .core import CheckFailed, compare, run_check
 
 f64 = torch.float64
 
 
 def _float64(name: str, fn: Callable) -> Callable:
-    """Wrap a learner's function: its result must be a tensor; it is compared in float64."""
+    """Wrap a learner's function: its result must be a float64 tensor (the text asks for float64, and
+    the ridge fit needs it: F F^T + ridge I is badly conditioned for narrow bumps)."""
 
     def wrapped(*args):
         out = fn(*args)
         if not isinstance(out, torch.Tensor):
             raise CheckFailed(f"{name} must return a tensor, got {type(out).__name__}")
-        return out.to(f64)
+        if out.dtype != f64:
+            raise CheckFailed(f"{name} returned {out.dtype}: compute and return float64")
+        return out
 
     return wrapped
 
 
 def check_basis_matrix(basis_matrix: Callable) -> bool:
-    """basis_matrix(t, num_basis, sigmas) -> psi(t) (len(t), num_basis), like GaussianBasis(num_basis, sigmas)(t)."""
+    """basis_matrix(t, num_basis, sigmas) -> psi(t) (len(t), num_basis), like GaussianBasis(num_basis, sigmas)(t).
+
+    The tolerance is float64's (1e-9 relative): a basis computed in float32 and cast at the end is
+    off by ~1e-7, which the ridge fit then amplifies (see check_ridge_fit).
+    """
     g = torch.Generator().manual_seed(0)
     cases = [
         (torch.linspace(0, 1, 7, dtype=f64), 8, (0.01, 0.05)),
         (torch.rand(5, generator=g, dtype=f64), 6, (0.1,)),
         (torch.tensor([-0.2, 0.0, 0.5, 1.3], dtype=f64), 12, (0.02, 0.05, 0.1)),
+        ((torch.arange(64, dtype=f64) + 0.5) / 64, 128, (0.01, 0.05)),  # narrow bumps, 64 centres
     ]
+
+    def student(t, n, sigmas):
+        got, expected = _float64("basis_matrix", basis_matrix)(t, n, sigmas), GaussianBasis(n, sigmas)(t)
+        if got.shape == expected.shape and compare(got, expected, atol=1e-12, rtol=1e-9):
+            error = ((got - expected).abs().max() / expected.abs().max()).item()  # relative to the peak
+            if error < 1e-5:
+                raise CheckFailed(
+                    f"the values are right to {error:.1g} of the peak only, float32's precision: compute in "
+                    "float64 from the start (centres, widths and positions)"
+                )
+        return got
+
     return run_check(
         "basis_matrix",
-        _float64("basis_matrix", basis_matrix),
+        student,
         lambda t, n, sigmas: GaussianBasis(n, sigmas)(t),
         cases,
-        hint="centres = linspace(0, 1, N // len(sigmas)); mu = centres.repeat_interleave(len(sigmas)), "
-        "sigma = tensor(sigmas).repeat(N // len(sigmas)); psi = exp(-0.5 ((t[:, None] - mu) / sigma)^2) / "
-        "(sigma sqrt(2 pi)): a normalised density, not a bump of height 1",
+        hints=(
+            "column n is basis function n evaluated at every t: a normalised Gaussian density (it integrates to "
+            "1, so its peak is 1 / (sigma sqrt(2 pi)), not 1), computed in float64 from start to end",
+            "there are num_basis // len(sigmas) centres spread evenly over [0, 1] ends included; the columns go "
+            "centre by centre, and within one centre through every width in `sigmas` in order (so consecutive "
+            "columns share a centre)",
+        ),
+        atol=1e-12,
+        rtol=1e-9,
         describe=lambda c: f"{len(c[0])} positions, num_basis={c[1]}, sigmas={c[2]}",
     )
 
 
 def check_ridge_fit(ridge_fit: Callable) -> bool:
-    """ridge_fit(x, t, num_basis, sigmas, ridge) -> B (num_basis, e), the unpadded ridge fit."""
+    """ridge_fit(x, t, num_basis, sigmas, ridge) -> B (num_basis, e), the unpadded ridge fit.
+
+    The last case (N=512 narrow bumps, ridge 0.01, L=256) is ill-conditioned: a fit done in float32
+    is ~30% off there, while float64 with solve (or even an explicit inverse) is within 1e-6. It is
+    judged by the relative error of the whole matrix, which separates the two by five orders.
+    """
     g = torch.Generator().manual_seed(1)
     cases = []
     for L, e, N, sigmas, ridge, spread in [
         (10, 2, 8, (0.05, 0.1), 1.0, "cells"),
         (40, 3, 16, (0.01, 0.05), 0.5, "cells"),
         (25, 1, 12, (0.1,), 10.0, "random"),
+        (256, 2, 512, (0.01, 0.05), 0.01, "cells"),
     ]:
         cells = (torch.arange(L, dtype=f64) + 0.5) / L
         t = cells if spread == "cells" else torch.rand(L, generator=g, dtype=f64).sort().values
         cases.append((torch.randn(L, e, generator=g, dtype=f64), t, N, sigmas, ridge))
+
+    def reference(x, t, n, sigmas, ridge):
+        return ridge_regression_matrix(GaussianBasis(n, sigmas), t, ridge, pad=False).T @ x
+
+    def student(x, t, n, sigmas, ridge):
+        got, expected = _float64("ridge_fit", ridge_fit)(x, t, n, sigmas, ridge), reference(x, t, n, sigmas, ridge)
+        if got.shape == expected.shape:
+            error = ((got - expected).norm() / expected.norm()).item()
+            if error > 1e-5:
+                raise CheckFailed(f"the coefficients are {error:.3g} off (relative error of the whole matrix)")
+            return expected
+        return got
+
     return run_check(
         "ridge_fit",
-        _float64("ridge_fit", ridge_fit),
-        lambda x, t, n, sigmas, ridge: ridge_regression_matrix(GaussianBasis(n, sigmas), t, ridge, pad=False).T @ x,
+        student,
+        reference,
         cases,
-        hint="F = basis_matrix(t, N, sigmas).T is (N, L); B = solve(F @ F.T + ridge * eye(N), F @ x), in float64. "
-        "No padding here, and ridge is added to the diagonal of F F^T, not squared or scaled",
-        atol=1e-6,
-        rtol=1e-6,
+        hints=(
+            "B minimises the squared error of the fit plus ridge times the squared size of B: the ridge term "
+            "goes on the diagonal of the N x N normal matrix, once, unscaled. At N = 512 the system is badly "
+            "conditioned: every step (basis, products, solve) must stay in float64",
+            "build F (N, L) from your basis at the positions t (no padding), form the N x N matrix F F^T plus "
+            "ridge on its diagonal and the right-hand side F x (N, e), and solve that linear system (in float64) "
+            "rather than inverting it",
+        ),
         describe=lambda c: f"x {tuple(c[0].shape)}, num_basis={c[2]}, sigmas={c[3]}, ridge={c[4]}",
     )
 
@@ -86,8 +135,12 @@ def check_expected_basis(expected_basis: Callable) -> bool:
         _float64("expected_basis", expected_basis),
         lambda mu, sigma_sq, bm, bs: gaussian_expectation(mu, sigma_sq, GaussianBasis.from_tensors(bm, bs)),
         cases,
-        hint="the variances add: var = sigma_sq[..., None] + basis_sigma ** 2 (basis_sigma is a width, square it); "
-        "r = exp(-(mu[..., None] - basis_mu)^2 / (2 var)) / sqrt(2 pi var)",
+        hints=(
+            "r_n is a Gaussian density in mu, centred on the basis centre, whose variance is the query's "
+            "variance plus the basis function's: basis_sigma holds widths (standard deviations), not variances",
+            "give mu and sigma_sq a trailing axis so they broadcast against the N basis entries, add the two "
+            "variances, and evaluate the normalised density (1 / sqrt(2 pi var) in front) at mu",
+        ),
         describe=lambda c: f"mu {tuple(c[0].shape)}, N={len(c[2])}",
     )
 
@@ -118,9 +171,13 @@ def check_contract(contract: Callable) -> bool:
         _float64("contract", contract),
         _reference_contract,
         cases,
-        hint="s = (arange(M) + 0.5) / M; old = basis_matrix(s) @ coef; positions cat([tau * s, tau + (1 - tau) * "
-        "(arange(L) + 0.5) / L]); ridge_fit(cat([old, x_new]), positions, ...). Read the old signal at s, "
-        "but place it at tau * s",
+        hints=(
+            "the old signal is *read* at the M cell centres of [0, 1] but *placed* at tau times those centres; "
+            "the L new vectors sit at the L cell centres of (tau, 1]; one ridge fit of all M + L vectors follows",
+            "three steps: the M centres (j + 1/2) / M and the old signal there (basis times coef); the positions "
+            "(old ones squeezed into [0, tau], new ones on cell centres of the last 1 - tau); ridge_fit of the "
+            "stacked M + L vectors at those positions",
+        ),
         atol=1e-6,
         rtol=1e-6,
         describe=lambda c: f"N={c[4]}, L={len(c[1])}, tau={c[2]}, M={c[3]}",
@@ -139,8 +196,12 @@ def check_bin_masses(masses_fn: Callable) -> bool:
         _float64("bin_masses", masses_fn),
         bin_masses,
         cases,
-        hint="edges = linspace(0, 1, D + 1); cdf = 0.5 (1 + erf((edges - mu[:, None]) / sqrt(2 sigma_sq[:, None]))); "
-        "masses = (cdf[:, 1:] - cdf[:, :-1]).sum(0): mass outside [0, 1] is not counted",
+        hints=(
+            "each bin's mass is an integral of the density over the bin (a difference of two CDF values), not "
+            "the density at the bin's centre; mass outside [0, 1] is lost, not renormalised; queries add up",
+            "evaluate every query's Gaussian CDF at the D + 1 bin edges (note erf takes (x - mu) / (sigma "
+            "sqrt 2), and sigma_sq is a variance), difference neighbouring edges, sum over the queries",
+        ),
         atol=1e-8,
         rtol=1e-6,
         describe=lambda c: f"{len(c[0])} densities, {c[2]} bins",

@@ -1,0 +1,169 @@
+"""The wrong-answer suite of chapters 00-04: every checker accepts the right answer and rejects at
+least three plausible wrong ones (off-by-one, wrong axis, missing mask, wrong dtype, ignored
+argument, hard-coded output, ...). Each wrong answer is a mistake a learner could make; the
+comment says which."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from minillm.checks import ch00, reset_hints
+from minillm.config import ModelConfig
+from minillm.model import MiniLLM
+from minillm.tokenizer import ByteTokenizer
+
+BOS = ByteTokenizer.bos_id
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hints():
+    reset_hints()
+
+
+@pytest.fixture(scope="module")
+def model() -> MiniLLM:
+    """A float32 model with the course's shape (a checker must not depend on training)."""
+    torch.manual_seed(1)
+    return MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2)).eval()
+
+
+# ---- chapter 00 -------------------------------------------------------------------------------
+
+
+def encode(text):
+    return [BOS] + list(text.encode("utf-8"))
+
+
+def _params(cfg, head=0, final_ln=1, ln_per_layer=2, ratio=None):
+    C, r = cfg.d_model, cfg.mlp_ratio if ratio is None else ratio
+    return (
+        cfg.vocab_size * C * (1 + head) + cfg.n_layers * (4 * C * C + 2 * r * C * C + ln_per_layer * C) + final_ln * C
+    )
+
+
+def next_byte_probs(model, text):
+    with torch.no_grad():
+        return model(torch.tensor([[BOS, *text.encode("utf-8")]])).logits[0, -1].softmax(-1)
+
+
+def _probs_of(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, -1].softmax(-1)
+
+
+MODEL = object()  # stands for the `model` fixture in a checker's extra arguments
+
+CASES = {
+    ch00.check_encode: (
+        encode,
+        {
+            "no_bos": lambda t: list(t.encode("utf-8")),
+            "bos_at_the_end": lambda t: list(t.encode("utf-8")) + [BOS],
+            "code_points_not_bytes": lambda t: [BOS] + [ord(c) for c in t],
+            "latin1": lambda t: [BOS] + list(t.encode("latin-1", errors="replace")),
+            "bos_id_0": lambda t: [0] + list(t.encode("utf-8")),
+            "a_tensor": lambda t: torch.tensor(encode(t)),
+            "bytes_object": lambda t: bytes([0]) + t.encode("utf-8"),
+            "empty_text_without_bos": lambda t: encode(t) if t else [],
+        },
+        (),
+    ),
+    ch00.check_count_parameters: (
+        lambda cfg: _params(cfg),
+        {
+            "untied_head": lambda cfg: _params(cfg, head=1),
+            "no_final_layernorm": lambda cfg: _params(cfg, final_ln=0),
+            "no_layernorms": lambda cfg: _params(cfg, final_ln=0, ln_per_layer=0),
+            "mlp_ratio_fixed_at_4": lambda cfg: _params(cfg, ratio=4),
+            "float_count": lambda cfg: float(_params(cfg)),
+            "hard_coded_default": lambda cfg: MiniLLM(ModelConfig()).num_parameters(),
+            "vocab_fixed_at_259": lambda cfg: _params(ModelConfig(**{**cfg.__dict__, "vocab_size": 259})),
+        },
+        (),
+    ),
+    ch00.check_bits_per_byte: (
+        lambda nll: nll / math.log(2),
+        {
+            "times_ln2": lambda nll: nll * math.log(2),
+            "log10": lambda nll: nll / math.log(10),
+            "log2_of_the_loss": lambda nll: math.log2(nll) if nll > 0 else 0.0,
+            "per_bit_of_a_byte": lambda nll: nll / 8,
+            "tensor": lambda nll: torch.tensor(nll / math.log(2)),
+            "rounded": lambda nll: round(nll / math.log(2), 2),
+        },
+        (),
+    ),
+    ch00.check_next_byte_probs: (
+        next_byte_probs,
+        {
+            "no_bos": lambda m, t: _probs_of(m, [*t.encode("utf-8")]) if t else next_byte_probs(m, t),
+            "last_16_bytes": lambda m, t: _probs_of(m, [BOS, *t.encode("utf-8")][-16:]),
+            "last_64_bytes": lambda m, t: _probs_of(m, [BOS, *t.encode("utf-8")][-64:]),
+            "softmax_over_time": lambda m, t: m(torch.tensor([[BOS, *t.encode()]])).logits.softmax(1)[0, -1],
+            "first_position": lambda m, t: m(torch.tensor([[BOS, *t.encode()]])).logits[0, 0].softmax(-1),
+            "logits_not_probs": lambda m, t: m(torch.tensor([[BOS, *t.encode()]])).logits[0, -1],
+            "log_probs": lambda m, t: next_byte_probs(m, t).log(),
+            "ignores_the_model": lambda m, t: next_byte_probs(MODEL_SEEN_IN_THE_NOTEBOOK[0], t),
+            "code_points": lambda m, t: _probs_of(m, [BOS, *(min(ord(c), 255) for c in t)]),
+        },
+        (MODEL,),
+    ),
+}
+MODEL_SEEN_IN_THE_NOTEBOOK: list = []  # the global a learner's function might use instead of its argument
+
+WRONG = [(check, name, wrong) for check, (_, wrongs, _) in CASES.items() for name, wrong in wrongs.items()]
+
+
+def _extra(check, model):
+    return tuple(model if a is MODEL else a for a in CASES[check][2])
+
+
+@pytest.mark.parametrize("check", list(CASES), ids=lambda c: c.__name__)
+def test_the_right_answer_passes_and_each_exercise_has_three_wrong_answers(check, model, capsys):
+    assert len(CASES[check][1]) >= 3
+    assert check(CASES[check][0], *_extra(check, model))
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, name, wrong", WRONG, ids=[f"{c.__name__}-{n}" for c, n, _ in WRONG])
+def test_a_wrong_answer_is_rejected(check, name, wrong, model, capsys):
+    MODEL_SEEN_IN_THE_NOTEBOOK[:] = [model]
+    assert not check(wrong, *_extra(check, model)), f"{check.__name__} accepted the wrong answer {name}"
+    out = capsys.readouterr().out
+    assert "❌" in out and "hint:" in out and "⏳" not in out
+
+
+def _solution_lines(check) -> list[str]:
+    """The code lines of the chapter's worked solutions (a hint must contain none of them)."""
+    import re
+
+    import nbformat
+
+    from minillm.course import BEGIN, END, ROOT
+
+    chapter = check.__module__.rsplit("ch", 1)[1]
+    nb = nbformat.read(next((ROOT / "solutions").glob(f"{chapter}_*.ipynb")), as_version=4)
+    bodies = [b for c in nb.cells if c.cell_type == "code" for b in re.findall(f"{BEGIN}\n(.*?){END}", c.source, re.S)]
+    return [line.strip() for b in bodies for line in b.splitlines() if len(line.strip()) >= 12]
+
+
+@pytest.mark.parametrize("check", list(CASES), ids=lambda c: c.__name__)
+def test_hints_are_graded_and_none_holds_a_line_of_the_solution(check, model, capsys):
+    MODEL_SEEN_IN_THE_NOTEBOOK[:] = [model]
+    wrong = next(iter(CASES[check][1].values()))
+    check(wrong, *_extra(check, model))
+    first = capsys.readouterr().out
+    check(wrong, *_extra(check, model))
+    second = capsys.readouterr().out
+    reset_hints()
+    check(wrong, *_extra(check, model), hint=2)
+    asked = capsys.readouterr().out
+    assert "hint:" in first and "hint 2:" not in first and "hint=2" in first
+    assert "hint 2:" in second and "hint 2:" in asked
+    hints = "\n".join(line for line in second.splitlines() if line.lstrip().startswith("hint"))
+    assert _solution_lines(check), "no solution found to compare the hints with"
+    for line in _solution_lines(check):
+        assert line not in hints, f"{check.__name__}'s hint gives the solution line {line!r}"

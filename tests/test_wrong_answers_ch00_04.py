@@ -10,9 +10,11 @@ import math
 import pytest
 import torch
 
-from minillm.checks import ch00, reset_hints
+from minillm.attention import reference_attention
+from minillm.checks import ch00, ch01, reset_hints
 from minillm.config import ModelConfig
 from minillm.model import MiniLLM
+from minillm.rope import apply_rope
 from minillm.tokenizer import ByteTokenizer
 
 BOS = ByteTokenizer.bos_id
@@ -55,6 +57,39 @@ def _probs_of(model, ids):
 
 
 MODEL = object()  # stands for the `model` fixture in a checker's extra arguments
+
+
+# ---- chapter 01 -------------------------------------------------------------------------------
+
+
+def attention(q, k, v, mask=None, scale=None, fill=float("-inf"), dim=-1, invert=False):
+    scores = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5 if scale is None else scale)
+    if mask is not None:
+        scores = scores.masked_fill(mask if invert else ~mask, fill)
+    return scores.softmax(dim=dim) @ v
+
+
+def own_causal_mask(q, k, v, mask=None):  # ignores the mask it is given and builds a causal one
+    T, S = q.shape[-2], k.shape[-2]
+    return attention(q, k, v, torch.ones(T, S, dtype=torch.bool).tril(S - T))
+
+
+def rope(x, positions, base=10000.0, sign=1, exponent=2, interleaved=False, dtype=torch.float64, shift=0):
+    D = x.shape[-1]
+    theta = base ** (-exponent * torch.arange(0, D // 2, dtype=dtype) / D)
+    angles = (positions + shift)[:, None].to(dtype) * theta
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype) * sign
+    if interleaved:  # pairs (2i, 2i + 1), the GPT-J convention, not the course's (i, i + D/2)
+        x1, x2 = x[..., ::2], x[..., 1::2]
+        return torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).flatten(-2)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def decode_step(k_cache, v_cache, q, k, v):
+    k_cache, v_cache = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
+    return attention(q, k_cache, v_cache), k_cache, v_cache
+
 
 CASES = {
     ch00.check_encode: (
@@ -110,6 +145,82 @@ CASES = {
             "code_points": lambda m, t: _probs_of(m, [BOS, *(min(ord(c), 255) for c in t)]),
         },
         (MODEL,),
+    ),
+    ch01.check_attention: (
+        lambda q, k, v, m=None: reference_attention(q, k, v, m)[0],
+        {
+            "no_scaling": lambda q, k, v, m=None: attention(q, k, v, m, scale=1.0),
+            "scale_by_D": lambda q, k, v, m=None: attention(q, k, v, m, scale=q.shape[-1]),
+            "scale_by_sqrt_T": lambda q, k, v, m=None: attention(q, k, v, m, scale=q.shape[-2] ** 0.5),
+            "softmax_over_queries": lambda q, k, v, m=None: attention(q, k, v, m, dim=-2),
+            "mask_ignored": lambda q, k, v, m=None: attention(q, k, v),
+            "mask_inverted": lambda q, k, v, m=None: attention(q, k, v, m, invert=True),
+            "masked_score_0": lambda q, k, v, m=None: attention(q, k, v, m, fill=0.0),
+            "own_causal_mask": own_causal_mask,
+            "transposed_output": lambda q, k, v, m=None: attention(q, k, v, m).transpose(-2, -1),
+        },
+        (),
+    ),
+    ch01.check_causal_mask: (
+        lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(S - T),
+        {
+            "is_causal_bug": lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(),
+            "shift_sign_flipped": lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(T - S),
+            "no_diagonal": lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(S - T - 1),
+            "upper_triangle": lambda T, S: torch.ones(T, S, dtype=torch.bool).triu(S - T),
+            "float_mask": lambda T, S: torch.ones(T, S).tril(S - T),
+            "int_mask": lambda T, S: torch.ones(T, S, dtype=torch.long).tril(S - T),
+            "square": lambda T, S: torch.ones(S, S, dtype=torch.bool).tril(),
+            "all_true": lambda T, S: torch.ones(T, S, dtype=torch.bool),
+        },
+        (),
+    ),
+    ch01.check_rope: (
+        rope,
+        {
+            "positions_shifted_by_one": lambda x, p, b=10000.0: rope(x, p, b, shift=1),
+            "ignores_positions": lambda x, p, b=10000.0: rope(x, torch.arange(x.shape[-2]), b),
+            "ignores_base": lambda x, p, b=10000.0: rope(x, p),
+            "rotation_sign_flipped": lambda x, p, b=10000.0: rope(x, p, b, sign=-1),
+            "theta_without_the_2": lambda x, p, b=10000.0: rope(x, p, b, exponent=1),
+            "interleaved_pairs": lambda x, p, b=10000.0: rope(x, p, b, interleaved=True),
+            "angles_in_float32": lambda x, p, b=10000.0: rope(x, p, b, dtype=torch.float32),
+            "package_with_positions_plus_1": lambda x, p, b=10000.0: apply_rope(x, p + 1, b),
+        },
+        (),
+    ),
+    ch01.check_decode_step: (
+        decode_step,
+        {
+            "caches_not_grown": lambda kc, vc, q, k, v: (
+                attention(q, torch.cat([kc, k], 2), torch.cat([vc, v], 2)),
+                kc,
+                vc,
+            ),
+            "attends_only_to_the_new_token": lambda kc, vc, q, k, v: (
+                attention(q, k, v),
+                *decode_step(kc, vc, q, k, v)[1:],
+            ),
+            "new_token_first": lambda kc, vc, q, k, v: (
+                decode_step(kc, vc, q, k, v)[0],
+                torch.cat([k, kc], 2),
+                torch.cat([v, vc], 2),
+            ),
+            "excludes_itself": lambda kc, vc, q, k, v: (attention(q, kc, vc), *decode_step(kc, vc, q, k, v)[1:]),
+            "is_causal_true": lambda kc, vc, q, k, v: (
+                torch.nn.functional.scaled_dot_product_attention(
+                    q, torch.cat([kc, k], 2), torch.cat([vc, v], 2), is_causal=True
+                ),
+                *decode_step(kc, vc, q, k, v)[1:],
+            ),
+            "returns_a_list": lambda kc, vc, q, k, v: list(decode_step(kc, vc, q, k, v)),
+            "cat_on_the_wrong_axis": lambda kc, vc, q, k, v: (
+                attention(q, torch.cat([kc, k], 2), torch.cat([vc, v], 2)),
+                torch.cat([kc, k], 1),
+                torch.cat([vc, v], 1),
+            ),
+        },
+        (),
     ),
 }
 MODEL_SEEN_IN_THE_NOTEBOOK: list = []  # the global a learner's function might use instead of its argument

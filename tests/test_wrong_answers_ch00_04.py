@@ -10,8 +10,9 @@ import math
 import pytest
 import torch
 
+from minillm import masks
 from minillm.attention import reference_attention
-from minillm.checks import ch00, ch01, reset_hints
+from minillm.checks import ch00, ch01, ch02, ch03, reset_hints
 from minillm.config import ModelConfig
 from minillm.model import MiniLLM
 from minillm.rope import apply_rope
@@ -57,6 +58,73 @@ def _probs_of(model, ids):
 
 
 MODEL = object()  # stands for the `model` fixture in a checker's extra arguments
+
+
+# ---- chapter 03 -------------------------------------------------------------------------------
+
+
+def sink_keep(n, s, w, recent=None, first=True):
+    if n <= s + w:
+        return None
+    recent = w if recent is None else recent
+    parts = [torch.arange(s), torch.arange(n - recent, n)]
+    return torch.cat(parts if first else parts[::-1])
+
+
+def positions(n, s, w, cap=None, extra=1, shift=0):
+    m = min(n, s + w if cap is None else cap)
+    return m + shift, torch.arange(m + extra)
+
+
+def sink_mass(m, ids, f, key=0, dims=(0, 2), start=None):
+    with torch.no_grad():
+        attn = m(ids, return_attn=True).attn
+    return torch.stack([a[:, :, (f if start is None else start) :, key].mean(dim=dims) for a in attn])
+
+
+def off_by_one(s, dim=-1):
+    m = s.amax(dim=dim, keepdim=True).clamp_min(0)
+    e = (s - m).exp()
+    return e / ((-m).exp() + e.sum(dim=dim, keepdim=True))
+
+
+# ---- chapter 02 -------------------------------------------------------------------------------
+
+
+def keep(n, window):
+    return None if n <= window else torch.arange(n - window, n)
+
+
+def window_mask(window, cmp=lambda d, w: d <= w, causal=True, cast=None):
+    def mask_mod(b, h, q, kv):
+        m = cmp(q - kv, window) & ((q >= kv) if causal else (kv - q <= window))
+        return m if cast is None else m.to(cast)
+
+    return mask_mod
+
+
+def python_if_mask(window):
+    def mask_mod(b, h, q, kv):
+        if q >= kv and q - kv <= window:  # a Python `if` on tensors
+            return torch.tensor(True)
+        return torch.tensor(False)
+
+    return mask_mod
+
+
+def recompute(m, ids, t, window, start=None, stop=None, position=-1):
+    start = max(0, t - window) if start is None else start
+    with torch.no_grad():
+        return m(ids[None, start : t + 1 if stop is None else stop]).logits[0, position]
+
+
+def _notebook_model():  # the notebook's global `model`, a different model from the one passed in
+    torch.manual_seed(3)
+    return MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2)).eval()
+
+
+def _bytes(cfg, n, kv=2, size=4, heads=1, layers=None):
+    return kv * (cfg.n_layers if layers is None else layers) * n * cfg.d_model * size * heads
 
 
 # ---- chapter 01 -------------------------------------------------------------------------------
@@ -219,6 +287,120 @@ CASES = {
                 torch.cat([kc, k], 1),
                 torch.cat([vc, v], 1),
             ),
+        },
+        (),
+    ),
+    ch02.check_keep: (
+        keep,
+        {
+            "keeps_one_too_many": lambda n, w: None if n <= w + 1 else torch.arange(n - w - 1, n),
+            "keeps_one_too_few": lambda n, w: None if n <= w else torch.arange(n - w + 1, n),
+            "evicts_at_exactly_window": lambda n, w: None if n < w else torch.arange(n - w, n),
+            "keeps_the_oldest": lambda n, w: None if n <= w else torch.arange(w),
+            "all_indices_not_none": lambda n, w: torch.arange(max(0, n - w), n),
+            "float_indices": lambda n, w: None if n <= w else torch.arange(n - w, n, dtype=torch.float32),
+            "a_list": lambda n, w: None if n <= w else list(range(n - w, n)),
+            "a_bool_mask": lambda n, w: None if n <= w else torch.arange(n) >= n - w,
+            "hard_coded_window_4": lambda n, w: keep(n, 4),
+        },
+        (),
+    ),
+    ch02.check_sliding_window_mask: (
+        masks.sliding_window,
+        {
+            "strict_distance": lambda w: window_mask(w, cmp=lambda d, w: d < w),
+            "window_plus_one": lambda w: window_mask(w + 1),
+            "not_causal": lambda w: window_mask(w, causal=False),
+            "float_mask": lambda w: window_mask(w, cast=torch.float32),
+            "python_if": python_if_mask,
+            "hard_coded_window_3": lambda w: window_mask(3),
+            "causal_only": lambda w: lambda b, h, q, kv: q >= kv,
+        },
+        (),
+    ),
+    ch02.check_recompute_logits: (
+        recompute,
+        {
+            "window_tokens_not_window_plus_one": lambda m, ids, t, w: recompute(m, ids, t, w, start=max(0, t - w + 1)),
+            "no_clip_at_zero": lambda m, ids, t, w: recompute(m, ids, t, w, start=t - w),
+            "dense": lambda m, ids, t, w: recompute(m, ids, t, w, start=0),
+            "excludes_token_t": lambda m, ids, t, w: recompute(m, ids, t, w, stop=t) if t else recompute(m, ids, t, w),
+            "first_position": lambda m, ids, t, w: recompute(m, ids, t, w, position=0),
+            "probabilities": lambda m, ids, t, w: recompute(m, ids, t, w).softmax(-1),
+            "ignores_the_model": lambda m, ids, t, w: recompute(_notebook_model().double(), ids, t, w),
+        },
+        (),
+    ),
+    ch02.check_kv_cache_bytes: (
+        _bytes,
+        {
+            "forgets_v": lambda cfg, n: _bytes(cfg, n, kv=1),
+            "float16": lambda cfg, n: _bytes(cfg, n, size=2),
+            "times_n_heads": lambda cfg, n: _bytes(cfg, n, heads=cfg.n_heads),
+            "one_layer": lambda cfg, n: _bytes(cfg, n, layers=1),
+            "max_seq_len_tokens": lambda cfg, n: _bytes(cfg, cfg.max_seq_len),
+            "float_result": lambda cfg, n: _bytes(cfg, n) / 1,
+            "one_token_more": lambda cfg, n: _bytes(cfg, n + 1),
+        },
+        (),
+    ),
+    ch03.check_sink_keep: (
+        sink_keep,
+        {
+            "no_sinks": lambda n, s, w: None if n <= s + w else torch.arange(n - s - w, n),
+            "sinks_inside_the_window": lambda n, s, w: sink_keep(n, s, w, recent=w - s),
+            "recent_first": lambda n, s, w: sink_keep(n, s, w, first=False),
+            "indices_not_none_when_exactly_full": lambda n, s, w: (
+                None if n < s + w else torch.cat([torch.arange(s), torch.arange(max(s, n - w), n)])
+            ),
+            "one_recent_too_many": lambda n, s, w: sink_keep(n, s, w, recent=w + 1),
+            "float_indices": lambda n, s, w: None if n <= s + w else sink_keep(n, s, w).float(),
+            "a_list": lambda n, s, w: None if n <= s + w else sink_keep(n, s, w).tolist(),
+            "hard_coded_4_sinks": lambda n, s, w: sink_keep(n, 4, w) if n > 4 + w else None,
+        },
+        (),
+    ),
+    ch03.check_cache_positions: (
+        positions,
+        {
+            "true_positions": lambda n, s, w: (n, torch.arange(n + 1)),
+            "capped_at_the_window": lambda n, s, w: positions(n, s, w, cap=w),
+            "keys_without_the_new_token": lambda n, s, w: positions(n, s, w, extra=0),
+            "query_one_further": lambda n, s, w: positions(n, s, w, shift=1),
+            "float_k_pos": lambda n, s, w: (positions(n, s, w)[0], positions(n, s, w)[1].float()),
+            "list_k_pos": lambda n, s, w: (positions(n, s, w)[0], positions(n, s, w)[1].tolist()),
+            "float_q_pos": lambda n, s, w: (float(positions(n, s, w)[0]), positions(n, s, w)[1]),
+            "capped_one_too_low": lambda n, s, w: positions(n, s, w, cap=s + w - 1),
+        },
+        (),
+    ),
+    ch03.check_sink_mass: (
+        sink_mass,
+        {
+            "first_query_ignored": lambda m, ids, f: sink_mass(m, ids, f, start=0),
+            "last_key": lambda m, ids, f: sink_mass(m, ids, f, key=-1),
+            "first_batch_only": lambda m, ids, f: sink_mass(m, ids[:1], f),
+            "averaged_over_heads": lambda m, ids, f: sink_mass(m, ids, f).mean(-1, keepdim=True),
+            "query_row_not_key_column": lambda m, ids, f: torch.stack(
+                [a[:, :, 0, f:].mean(dim=(0, 2)) for a in m(ids, return_attn=True).attn]
+            ),
+            "ignores_the_model": lambda m, ids, f: sink_mass(_notebook_model(), ids, f),
+            "one_query_late": lambda m, ids, f: sink_mass(m, ids, f, start=f + 1),
+        },
+        (),
+    ),
+    ch03.check_off_by_one: (
+        off_by_one,
+        {
+            "plain_softmax": lambda s: s.softmax(-1),
+            "naive_overflows": lambda s: s.exp() / (1 + s.exp().sum(-1, keepdim=True)),
+            "clamps_at_80": lambda s: off_by_one(s.clamp(max=80)),
+            "the_1_not_shifted": lambda s: (
+                (s - s.amax(-1, keepdim=True)).exp() / (1 + (s - s.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True))
+            ),
+            "plus_1_in_the_numerator_too": lambda s: (s.exp() + 1) / (1 + s.exp().sum(-1, keepdim=True)),
+            "sums_over_the_first_axis": lambda s: off_by_one(s, dim=0),
+            "sums_over_everything": lambda s: s.clamp(max=50).exp() / (1 + s.clamp(max=50).exp().sum()),
         },
         (),
     ),

@@ -12,8 +12,9 @@ import torch
 
 from minillm import masks
 from minillm.attention import reference_attention
-from minillm.checks import ch00, ch01, ch02, ch03, reset_hints
+from minillm.checks import ch00, ch01, ch02, ch03, ch04, reset_hints
 from minillm.config import ModelConfig
+from minillm.lambda_attention import block_keys, lambda_attention
 from minillm.model import MiniLLM
 from minillm.rope import apply_rope
 from minillm.tokenizer import ByteTokenizer
@@ -58,6 +59,52 @@ def _probs_of(model, ids):
 
 
 MODEL = object()  # stands for the `model` fixture in a checker's extra arguments
+
+
+# ---- chapter 04 -------------------------------------------------------------------------------
+
+
+def lam_mask(g, n_local, recent=lambda d, n: d < n, glob=lambda kv, g: kv < g, causal_globals=True, cast=None):
+    def mask_mod(b, h, q, kv):
+        m = (q >= kv) & (recent(q - kv, n_local) | glob(kv, g))
+        if not causal_globals:
+            m = m | glob(kv, g)
+        return m if cast is None else m.to(cast)
+
+    return mask_mod
+
+
+def keys_per_query(T, g, n_local, start_shift=1, dtype=None):
+    i = torch.arange(T)
+    window_start = (i - n_local + start_shift).clamp(min=0)
+    out = torch.minimum(i + 1, torch.tensor(n_local)) + window_start.clamp(max=g)
+    return out if dtype is None else out.to(dtype)
+
+
+def limited(q, k, limit, base=10000.0, scale=True, rotate_far_keys=False, sign=1, far_q=None):
+    pos, D = torch.arange(q.shape[2]), q.shape[-1]
+    s = D**0.5 if scale else 1.0
+    near = apply_rope(q, pos, base) @ apply_rope(k, pos, base).transpose(-2, -1) / s
+    q_far = apply_rope(q, torch.full_like(pos, limit if far_q is None else far_q), base)
+    far = q_far @ (apply_rope(k, pos, base) if rotate_far_keys else k).transpose(-2, -1) / s
+    return torch.where(sign * (pos[:, None] - pos[None, :]) > limit, far, near)
+
+
+def dense_lambda(q, k, v, g, n_local, limit, mask_n_local=None, dim=-1, scores_limit=None, mask=True):
+    T = q.shape[2]
+    scores = limited(q, k, limit if scores_limit is None else scores_limit)
+    if mask:
+        m = masks.materialize(masks.lambda_shaped(g, n_local if mask_n_local is None else mask_n_local), T)
+    else:
+        m = torch.ones(T, T, dtype=torch.bool).tril()
+    return scores.masked_fill(~m, float("-inf")).softmax(dim=dim).nan_to_num() @ v
+
+
+def keys_of_block(start, stop, g, n_local, shift=1, globals_=None, order=1, end=0):
+    window_start = max(0, start - n_local + shift)
+    n = min(g, window_start) if globals_ is None else globals_
+    parts = [torch.arange(n), torch.arange(window_start, stop + end)]
+    return torch.cat(parts[::order])
 
 
 # ---- chapter 03 -------------------------------------------------------------------------------
@@ -401,6 +448,93 @@ CASES = {
             "plus_1_in_the_numerator_too": lambda s: (s.exp() + 1) / (1 + s.exp().sum(-1, keepdim=True)),
             "sums_over_the_first_axis": lambda s: off_by_one(s, dim=0),
             "sums_over_everything": lambda s: s.clamp(max=50).exp() / (1 + s.clamp(max=50).exp().sum()),
+        },
+        (),
+    ),
+    ch04.check_lambda_mask: (
+        masks.lambda_shaped,
+        {
+            "n_local_besides_the_query": lambda g, n: lam_mask(g, n, recent=lambda d, n: d <= n),
+            "global_keys_see_the_future": lambda g, n: lam_mask(g, n, causal_globals=False),
+            "one_global_too_many": lambda g, n: lam_mask(g, n, glob=lambda kv, g: kv <= g),
+            "float_mask": lambda g, n: lam_mask(g, n, cast=torch.float32),
+            "no_global_keys": lambda g, n: lam_mask(0, n),
+            "arguments_swapped": lambda g, n: lam_mask(n, max(g, 1)),
+            "window_only_distance": lambda g, n: lam_mask(g, n, recent=lambda d, n: d.abs() < n, causal_globals=False),
+        },
+        (),
+    ),
+    ch04.check_keys_per_query: (
+        keys_per_query,
+        {
+            "globals_counted_twice": lambda T, g, n: (
+                torch.minimum(torch.arange(T) + 1, torch.tensor(n))
+                + torch.minimum(torch.arange(T) + 1, torch.tensor(g))
+            ),
+            "always_n_global_extra": lambda T, g, n: torch.minimum(torch.arange(T) + 1, torch.tensor(n)) + g,
+            "window_start_off_by_one": lambda T, g, n: keys_per_query(T, g, n, start_shift=0),
+            "float_counts": lambda T, g, n: keys_per_query(T, g, n, dtype=torch.float32),
+            "a_list": lambda T, g, n: keys_per_query(T, g, n).tolist(),
+            "ignores_n_global": lambda T, g, n: torch.minimum(torch.arange(T) + 1, torch.tensor(n)),
+            "dense_count": lambda T, g, n: torch.arange(T) + 1,
+        },
+        (),
+    ),
+    ch04.check_limited_scores: (
+        lambda q, k, limit, base=10000.0: limited(q, k, limit, base),
+        {
+            "far_keys_rotated_too": lambda q, k, limit, base=10000.0: limited(q, k, limit, base, rotate_far_keys=True),
+            "no_sqrt_d": lambda q, k, limit, base=10000.0: limited(q, k, limit, base, scale=False),
+            "ignores_base": lambda q, k, limit, base=10000.0: limited(q, k, limit),
+            "no_limit": lambda q, k, limit, base=10000.0: limited(q, k, 10**9, base),
+            "far_on_the_wrong_side": lambda q, k, limit, base=10000.0: limited(q, k, limit, base, sign=-1),
+            "far_query_at_limit_plus_1": lambda q, k, limit, base=10000.0: limited(q, k, limit, base, far_q=limit + 1),
+            "causally_masked": lambda q, k, limit, base=10000.0: limited(q, k, limit, base).masked_fill(
+                torch.ones(q.shape[2], q.shape[2], dtype=torch.bool).triu(1), float("-inf")
+            ),
+        },
+        (),
+    ),
+    ch04.check_lambda_attention: (
+        lambda_attention,
+        {
+            "n_local_where_limit_belongs": lambda q, k, v, g, n, limit: dense_lambda(
+                q, k, v, g, n, limit, scores_limit=n
+            ),
+            "limit_where_n_local_belongs": lambda q, k, v, g, n, limit: dense_lambda(
+                q, k, v, g, n, limit, mask_n_local=limit
+            ),
+            "no_limit": lambda q, k, v, g, n, limit: dense_lambda(q, k, v, g, n, limit, scores_limit=10**9),
+            "causal_mask_only": lambda q, k, v, g, n, limit: dense_lambda(q, k, v, g, n, limit, mask=False),
+            "softmax_over_queries": lambda q, k, v, g, n, limit: dense_lambda(q, k, v, g, n, limit, dim=-2),
+            "package_without_limit": lambda q, k, v, g, n, limit: lambda_attention(q, k, v, g, n, 10**9),
+            "no_global_keys": lambda q, k, v, g, n, limit: lambda_attention(q, k, v, 0, n, limit),
+        },
+        (),
+    ),
+    ch04.check_block_keys: (
+        block_keys,
+        {
+            "every_global_key": lambda a, b, g, n: keys_of_block(a, b, g, n, globals_=g),
+            "window_start_off_by_one": lambda a, b, g, n: keys_of_block(a, b, g, n, shift=0),
+            "globals_last": lambda a, b, g, n: keys_of_block(a, b, g, n, order=-1),
+            "stop_inclusive": lambda a, b, g, n: keys_of_block(a, b, g, n, end=1),
+            "no_global_keys": lambda a, b, g, n: keys_of_block(a, b, g, n, globals_=0),
+            "float_indices": lambda a, b, g, n: keys_of_block(a, b, g, n).float(),
+            "a_list": lambda a, b, g, n: keys_of_block(a, b, g, n).tolist(),
+        },
+        (),
+    ),
+    ch04.check_unfixed_factors: (
+        lambda variant: dict(ch04.UNFIXED)[variant],
+        {
+            "window_fixes_everything": lambda v: set() if v == "window only" else ch04.UNFIXED[v],
+            "streaming_llm_loses_its_first_tokens": lambda v: {3} if v == "StreamingLLM" else ch04.UNFIXED[v],
+            "dense_fails_all_three": lambda v: {1, 2, 3} if v == "dense" else ch04.UNFIXED[v],
+            "limit_and_lambda_swapped": lambda v: {"Λ, no limit": {2}, "limit, no Λ": {1}}.get(v, ch04.UNFIXED[v]),
+            "always_empty": lambda v: set(),
+            "strings": lambda v: {str(f) for f in ch04.UNFIXED[v]},
+            "a_list": lambda v: sorted(ch04.UNFIXED[v]),
         },
         (),
     ),

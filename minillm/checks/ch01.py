@@ -8,7 +8,7 @@ import torch
 
 from ..attention import reference_attention
 from ..rope import apply_rope
-from .core import CheckFailed, run_check
+from .core import CheckFailed, CheckResult, run_check
 
 
 def _qkv(seed: int, B: int, H: int, T: int, S: int, D: int) -> tuple[torch.Tensor, ...]:
@@ -20,55 +20,97 @@ def _qkv(seed: int, B: int, H: int, T: int, S: int, D: int) -> tuple[torch.Tenso
     )
 
 
-def check_attention(attention: Callable) -> bool:
+def _tensor(x: object, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise CheckFailed(f"{name} must return a tensor, got {type(x).__name__}")
+    return x
+
+
+def _random_mask(seed: int, T: int, S: int) -> torch.Tensor:
+    """Not causal, so only a function that uses the mask it is given gets it right; every row keeps a key."""
+    mask = torch.rand(T, S, generator=torch.Generator().manual_seed(seed)) < 0.5
+    mask[torch.arange(T), torch.arange(T) % S] = True
+    return mask
+
+
+def check_attention(attention: Callable, hint: int | None = None) -> CheckResult:
     """attention(q, k, v, mask) -> output (B, H, T, D), mask bool (T, S) or None."""
     cases = []
-    for seed, (B, H, T, S, D) in enumerate([(1, 1, 4, 4, 8), (2, 3, 5, 5, 16), (1, 2, 3, 7, 4)]):
+    for seed, (B, H, T, S, D, kind) in enumerate(
+        [(1, 1, 3, 3, 8, None), (1, 2, 3, 7, 4, "causal"), (2, 3, 5, 5, 16, "causal"), (1, 2, 4, 6, 8, "random")]
+    ):
         q, k, v = _qkv(seed, B, H, T, S, D)
-        mask = None if seed == 0 else torch.ones(T, S, dtype=torch.bool).tril(S - T)
-        cases.append((q, k, v, mask))
+        mask = {None: None, "causal": torch.ones(T, S, dtype=torch.bool).tril(S - T), "random": None}[kind]
+        if kind == "random":
+            mask = _random_mask(seed, T, S)
+        cases.append((q, k, v, mask, kind))
     return run_check(
         "attention",
-        attention,
-        lambda q, k, v, m: reference_attention(q, k, v, m)[0],
+        lambda q, k, v, m, kind: _tensor(attention(q, k, v, m), "attention"),
+        lambda q, k, v, m, kind: reference_attention(q, k, v, m)[0],
         cases,
-        hint="scores = q @ k.transpose(-2, -1) / sqrt(D); masked_fill(~mask, -inf); softmax(dim=-1); @ v",
-        describe=lambda c: f"q {tuple(c[0].shape)}, k {tuple(c[1].shape)}, mask {'None' if c[3] is None else 'causal'}",
+        hints=(
+            "each output row is a weighted average of the value rows, with weights from a softmax over the "
+            "keys (the last axis of the scores) of the query-key dot products divided by sqrt(D), D the head "
+            "dimension; keys where the given mask is False get weight exactly 0 (the last case's mask is "
+            "not causal: use the mask you are given)",
+            "the scores are (B, H, T, S): q times k with its last two axes swapped. The scale is the square "
+            "root of q's last dimension, not of T or S. A masked key needs a score of minus infinity before "
+            "the softmax (a score of 0 still gets weight); ~mask selects the keys to hide",
+        ),
+        level=hint,
+        describe=lambda c: f"q {tuple(c[0].shape)}, k {tuple(c[1].shape)}, mask {c[4] or 'None'}",
     )
 
 
-def check_causal_mask(causal_mask: Callable[[int, int], torch.Tensor]) -> bool:
+def check_causal_mask(causal_mask: Callable[[int, int], torch.Tensor], hint: int | None = None) -> CheckResult:
     """causal_mask(T, S): the last T of S tokens are the queries; True where query may see key."""
     return run_check(
         "causal_mask",
-        causal_mask,
+        lambda T, S: _tensor(causal_mask(T, S), "causal_mask"),
         lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(S - T),
-        [(4, 4), (1, 6), (3, 8), (5, 5)],
-        hint="query i is token S - T + i, so it sees keys j <= S - T + i: torch.ones(T, S).tril(S - T), as bool",
+        [(1, 1), (1, 6), (4, 4), (3, 8), (5, 5), (2, 9)],
+        hints=(
+            "a bool (T, S) tensor: row i is query i, which is token S - T + i, so it sees keys 0 .. S - T + i "
+            "(itself included). With T < S the last row is all True and the first row has S - T + 1 Trues",
+            "a lower-triangular matrix whose diagonal is shifted right by S - T (torch.tril takes that shift "
+            "as its diagonal argument); tril of a square matrix with no shift is what is_causal=True does, and "
+            "it is wrong when T < S. Make the dtype torch.bool",
+        ),
+        level=hint,
         describe=lambda c: f"T={c[0]}, S={c[1]}",
     )
 
 
-def check_rope(rope: Callable) -> bool:
+def check_rope(rope: Callable, hint: int | None = None) -> CheckResult:
     """rope(x, positions, base) rotates x (..., T, D) at positions (T,) like minillm.rope.apply_rope."""
     g = torch.Generator().manual_seed(0)
     cases = [
+        (torch.randn(1, 1, 1, 4, generator=g, dtype=torch.float64), torch.tensor([1]), 10000.0),
         (torch.randn(1, 1, 4, 8, generator=g, dtype=torch.float64), torch.arange(4), 10000.0),
-        (torch.randn(2, 3, 5, 16, generator=g, dtype=torch.float64), torch.tensor([0, 7, 100, 3, 5000]), 10000.0),
         (torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64), torch.arange(3) + 10, 500.0),
+        (torch.randn(2, 3, 5, 16, generator=g, dtype=torch.float64), torch.tensor([0, 7, 100, 3, 5000]), 10000.0),
+        (torch.randn(1, 1, 3, 8, generator=g), torch.tensor([4000, 60000, 3]), 10000.0),  # float32 x
     ]
     return run_check(
         "rope",
-        rope,
+        lambda x, p, b: _tensor(rope(x, p, b), "rope"),
         apply_rope,
         cases,
-        hint="theta_i = base ** (-2i/D); angles = pos[:, None] * theta; pair i is channels i and i + D/2: "
-        "x * cos + cat(-x2, x1) * sin with cos, sin repeated twice along the last dim",
-        describe=lambda c: f"x {tuple(c[0].shape)}, positions {c[1].tolist()}, base {c[2]}",
+        hints=(
+            "channel i (i < D/2) and channel i + D/2 form a pair, rotated by the angle position × base^(-2i/D); "
+            "position 0 leaves x unchanged, and the positions are the ones given (not 0..T-1), the base too. "
+            "Large positions (60000) need the angles in float64",
+            "build the D/2 frequencies from base, an outer product of positions and frequencies gives the "
+            "angles (T, D/2); take their cos and sin, repeat each for both halves of the last axis, and combine "
+            "x·cos with the half-swapped x, (−second half, first half), times sin",
+        ),
+        level=hint,
+        describe=lambda c: f"x {tuple(c[0].shape)} {str(c[0].dtype)[6:]}, positions {c[1].tolist()}, base {c[2]}",
     )
 
 
-def check_decode_step(decode_step: Callable) -> bool:
+def check_decode_step(decode_step: Callable, hint: int | None = None) -> CheckResult:
     """decode_step(k_cache, v_cache, q, k, v) -> (out, k_cache, v_cache): append then attend."""
 
     def reference(k_cache, v_cache, q, k, v):
@@ -79,6 +121,8 @@ def check_decode_step(decode_step: Callable) -> bool:
         result = decode_step(k_cache, v_cache, q, k, v)
         if not isinstance(result, tuple) or len(result) != 3:
             raise CheckFailed("decode_step must return a tuple (out, k_cache, v_cache)")
+        for name, x in zip(("out", "k_cache", "v_cache"), result):
+            _tensor(x, f"decode_step's {name}")
         return result
 
     cases = []
@@ -91,7 +135,13 @@ def check_decode_step(decode_step: Callable) -> bool:
         student,
         reference,
         cases,
-        hint="torch.cat the new k and v to the caches along the token dim (dim=2), then attend with no mask: "
-        "the new token may see every cached token and itself",
+        hints=(
+            "after the step the caches hold one more token, the new one LAST (shape (B, H, S + 1, D)), and "
+            "the output is the new query attending over all S + 1 keys, its own included; item 0 is the "
+            "output, items 1 and 2 the grown caches",
+            "join along the token axis (dim 2 of (B, H, S, D)), cache first then the new token; then attend "
+            "with no mask at all: a causal mask built as if the query were token 0 would hide the cache",
+        ),
+        level=hint,
         describe=lambda c: f"{c[0].shape[2]} cached tokens",
     )

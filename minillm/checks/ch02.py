@@ -10,40 +10,85 @@ from .. import masks
 from ..cache import DenseCache, WindowCache
 from ..config import ModelConfig
 from ..model import MiniLLM
-from .core import CheckFailed, run_check
+from .core import CheckFailed, CheckResult, run_check
 
 
-def check_keep(keep: Callable[[int, int], torch.Tensor | None]) -> bool:
+def keep_indices(got: object, expected: torch.Tensor | None, name: str) -> torch.Tensor | None:
+    """A `keep` answer as the cache uses it: None, or a 1-D integer tensor (raises CheckFailed otherwise)."""
+    if expected is None and got is not None:
+        raise CheckFailed(f"nothing needs evicting here, so {name} must return None, got {type(got).__name__}")
+    if got is None:
+        if expected is not None:
+            raise CheckFailed(f"{name} returned None (keep everything), but {len(expected)} entries must be kept")
+        return None
+    if not isinstance(got, torch.Tensor):
+        kind = type(got).__name__
+        raise CheckFailed(f"{name} must return a LongTensor or None, got {kind} (the cache calls its .to())")
+    if got.dtype.is_floating_point or got.dtype == torch.bool:
+        raise CheckFailed(f"{name} returned a {got.dtype} tensor: indices must be integers (a LongTensor)")
+    if got.dim() != 1:
+        raise CheckFailed(f"{name} must return a 1-D tensor of indices, got shape {tuple(got.shape)}")
+    return got
+
+
+def draw_mask_mod(mask_mod: object, n: int, name: str) -> torch.Tensor:
+    """The (n, n) mask of a learner's mask_mod, called as FlexAttention would: index tensors, a bool answer."""
+    if not callable(mask_mod):
+        raise CheckFailed(f"{name} must return a mask_mod (a function), got {type(mask_mod).__name__}")
+    zero = torch.zeros((), dtype=torch.long)
+    mask = mask_mod(zero, zero, torch.arange(n)[:, None], torch.arange(n)[None, :])
+    if not isinstance(mask, torch.Tensor):
+        raise CheckFailed(f"the mask_mod must return a bool tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise CheckFailed(f"the mask_mod returned {mask.dtype}: FlexAttention needs torch.bool (use &, |, comparisons)")
+    return torch.broadcast_to(mask, (n, n))
+
+
+def check_keep(keep: Callable[[int, int], torch.Tensor | None], hint: int | None = None) -> CheckResult:
     """keep(n_entries, window): indices of the entries a rolling cache keeps (None: all of them)."""
 
-    def as_list(index, n):
-        return list(range(n)) if index is None else torch.as_tensor(index).tolist()
-
     def student(n, window):
-        return as_list(keep(n, window), n)
+        got = keep_indices(keep(n, window), WindowCache(window).keep(n), "keep")
+        return "None" if got is None else got.long()
 
     def reference(n, window):
-        return as_list(WindowCache(window).keep(n), n)
+        index = WindowCache(window).keep(n)
+        return "None" if index is None else index
 
     return run_check(
-        "keep", student, reference, [(3, 4), (4, 4), (5, 4), (20, 4), (9, 1)],
-        hint="when n_entries > window keep the last `window`: torch.arange(n_entries - window, n_entries)",
+        "keep", student, reference, [(1, 1), (3, 4), (4, 4), (5, 4), (9, 1), (20, 4)],
+        hints=(
+            "the cache keeps the `window` most recent entries, in their order, so the answer is None until "
+            "n_entries exceeds the window (at exactly `window` entries nothing is evicted), then exactly "
+            "`window` integer indices ending at n_entries - 1",
+            "compare n_entries with window using <=, not <; past it, return an integer range (a LongTensor, "
+            "not a list, not floats) of length window whose last value is n_entries - 1",
+        ),
+        level=hint,
         describe=lambda c: f"n_entries={c[0]}, window={c[1]}",
     )  # fmt: skip
 
 
-def check_sliding_window_mask(sliding_window_mask: Callable[[int], masks.MaskMod]) -> bool:
+def check_sliding_window_mask(
+    sliding_window_mask: Callable[[int], masks.MaskMod], hint: int | None = None
+) -> CheckResult:
     """sliding_window_mask(window) returns a mask_mod equal to masks.sliding_window(window)."""
 
     def student(window, n):
-        return masks.materialize(sliding_window_mask(window), n)
+        return draw_mask_mod(sliding_window_mask(window), n, "sliding_window_mask")
 
     def reference(window, n):
         return masks.materialize(masks.sliding_window(window), n)
 
     return run_check(
-        "sliding_window_mask", student, reference, [(1, 6), (3, 10), (8, 8), (5, 16)],
-        hint="(q_idx >= kv_idx) & (q_idx - kv_idx <= window): use & and comparisons, no Python if",
+        "sliding_window_mask", student, reference, [(1, 4), (1, 6), (3, 10), (8, 8), (5, 16)],
+        hints=(
+            "row q of the drawn mask must be True for keys q - window .. q: the query itself and the `window` "
+            "keys before it, so window + 1 Trues once q >= window, and nothing after the query (causal)",
+            "two conditions joined with &: the key is not in the future, and the distance q_idx - kv_idx is at "
+            "most window (<=, not <). Tensors only: a Python `if` or `and` on index tensors fails",
+        ),
+        level=hint,
         describe=lambda c: f"window={c[0]}, drawn at {c[1]}x{c[1]}",
     )  # fmt: skip
 
@@ -53,7 +98,9 @@ def _tiny_model() -> MiniLLM:
     return MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=32)).double().eval()
 
 
-def check_recompute_logits(recompute_logits: Callable, model: MiniLLM | None = None) -> bool:
+def check_recompute_logits(
+    recompute_logits: Callable, model: MiniLLM | None = None, hint: int | None = None
+) -> CheckResult:
     """recompute_logits(model, ids, t, window): logits (V,) for token t+1 from a fresh forward over
     ids[t - window : t + 1] (fewer at the start)."""
     model = model or _tiny_model()
@@ -63,15 +110,29 @@ def check_recompute_logits(recompute_logits: Callable, model: MiniLLM | None = N
         with torch.no_grad():
             return m(ids[None, max(0, t - window) : t + 1]).logits[0, -1]
 
+    def student(m, ids, t, window):
+        got = recompute_logits(m, ids, t, window)
+        if not isinstance(got, torch.Tensor):
+            raise CheckFailed(f"return a tensor of logits, got {type(got).__name__}")
+        return got.detach()
+
     return run_check(
-        "recompute_logits", recompute_logits, reference,
-        [(model, ids, 0, 8), (model, ids, 5, 8), (model, ids, 30, 8), (model, ids, 39, 3)],
-        hint="slice ids[max(0, t - window) : t + 1], run the model on it as a (1, n) batch, take logits[0, -1]",
+        "recompute_logits", student, reference,
+        [(model, ids, 0, 8), (model, ids, 5, 8), (model, ids, 8, 8), (model, ids, 30, 8), (model, ids, 39, 3)],
+        hints=(
+            "the logits (V,) predicting token t + 1 come from one fresh forward of the model passed in over "
+            "window + 1 tokens: token t and the `window` tokens before it (only t + 1 tokens while t < window); "
+            "nothing before them, nothing after t",
+            "slice ids so that it ends at index t inclusive and starts `window` earlier, clipped at 0 (a "
+            "negative start would wrap around); run the model on it as a batch of one and keep the logits of "
+            "the last position, not probabilities",
+        ),
+        level=hint,
         describe=lambda c: f"t={c[2]}, window={c[3]}",
     )  # fmt: skip
 
 
-def check_kv_cache_bytes(kv_cache_bytes: Callable[[ModelConfig, int], int]) -> bool:
+def check_kv_cache_bytes(kv_cache_bytes: Callable[[ModelConfig, int], int], hint: int | None = None) -> CheckResult:
     """kv_cache_bytes(config, n_tokens): bytes of a float32 DenseCache after n_tokens tokens."""
 
     def reference(cfg, n):
@@ -82,13 +143,20 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[[ModelConfig, int], int]) -> b
 
     def student(cfg, n):
         got = kv_cache_bytes(cfg, n)
-        if not isinstance(got, int):
-            raise CheckFailed(f"return an int, got {type(got).__name__}")
+        if not isinstance(got, int) or isinstance(got, bool):
+            raise CheckFailed(f"return an int, got {type(got).__name__} {got!r}")
         return got
 
-    configs = [ModelConfig(), ModelConfig(d_model=64, n_layers=2, n_heads=2), ModelConfig(n_layers=6, n_heads=8)]
+    configs = [ModelConfig(d_model=64, n_layers=2, n_heads=2), ModelConfig(), ModelConfig(n_layers=6, n_heads=8)]
     return run_check(
-        "kv_cache_bytes", student, reference, [(configs[0], 10), (configs[1], 100), (configs[2], 7)],
-        hint="2 (K and V) x n_layers x n_tokens x d_model values (the heads split d_model), 4 bytes each",
+        "kv_cache_bytes", student, reference, [(configs[0], 1), (configs[0], 100), (configs[1], 10), (configs[2], 7)],
+        hints=(
+            "count what the cache stores per token and per layer: a key AND a value, each d_model numbers (the "
+            "heads split d_model, so n_heads does not enter), in float32; it grows with n_tokens, not with "
+            "max_seq_len",
+            "multiply five things: 2 (K and V), the number of layers, the number of tokens, d_model, and the "
+            "bytes of one float32 (4); keep it an int (use // if you divide)",
+        ),
+        level=hint,
         describe=lambda c: f"d_model={c[0].d_model}, n_layers={c[0].n_layers}, {c[1]} tokens",
     )  # fmt: skip

@@ -10,25 +10,46 @@ from ..cache import SinkCache
 from ..config import ModelConfig
 from ..model import MiniLLM
 from ..probes import sink_mass
-from .core import CheckFailed, run_check
+from .ch02 import keep_indices
+from .core import CheckFailed, CheckResult, run_check
 
 
-def check_sink_keep(sink_keep: Callable[[int, int, int], torch.Tensor | None]) -> bool:
+def check_sink_keep(sink_keep: Callable[[int, int, int], torch.Tensor | None], hint: int | None = None) -> CheckResult:
     """sink_keep(n_entries, n_sink, window): the first n_sink + the last window entries (None: all)."""
 
-    def as_list(index, n):
-        return list(range(n)) if index is None else torch.as_tensor(index).tolist()
+    def student(n, s, w):
+        got = keep_indices(sink_keep(n, s, w), SinkCache(s, w).keep(n), "sink_keep")
+        return "None" if got is None else got.long()
 
-    cases = [(5, 4, 4), (8, 4, 4), (9, 4, 4), (30, 4, 10), (12, 0, 5), (12, 1, 5)]
+    def reference(n, s, w):
+        index = SinkCache(s, w).keep(n)
+        return "None" if index is None else index
+
+    cases = [(5, 4, 4), (8, 4, 4), (9, 4, 4), (6, 2, 1), (12, 0, 5), (12, 1, 5), (30, 4, 10)]
     return run_check(
-        "sink_keep", lambda n, s, w: as_list(sink_keep(n, s, w), n),
-        lambda n, s, w: as_list(SinkCache(s, w).keep(n), n), cases,
-        hint="when n_entries > n_sink + window: cat(arange(n_sink), arange(n_entries - window, n_entries))",
+        "sink_keep", student, reference, cases,
+        hints=(
+            "nothing is evicted (None) until the cache holds more than n_sink + window entries; then it keeps "
+            "n_sink + window integer indices, in increasing order: the first n_sink entries (the sinks) and "
+            "the `window` most recent ones, which end at n_entries - 1",
+            "two integer ranges joined end to end, sinks first: one from 0 of length n_sink (empty when "
+            "n_sink is 0), one of length window that stops at n_entries; the window does not include the "
+            "sinks. A LongTensor, not a list",
+        ),
+        level=hint,
         describe=lambda c: f"n_entries={c[0]}, n_sink={c[1]}, window={c[2]}",
     )  # fmt: skip
 
 
-def check_cache_positions(cache_positions: Callable[[int, int, int], tuple]) -> bool:
+def _integer(x: object, name: str) -> int:
+    if isinstance(x, torch.Tensor) and x.dim() == 0 and not x.dtype.is_floating_point and x.dtype != torch.bool:
+        return int(x)
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise CheckFailed(f"{name} must be an int, got {type(x).__name__} {x!r}")
+    return x
+
+
+def check_cache_positions(cache_positions: Callable[[int, int, int], tuple], hint: int | None = None) -> CheckResult:
     """cache_positions(n_seen, n_sink, window) -> (q_pos, k_pos) of the next token in a SinkCache."""
 
     def reference(n_seen, n_sink, window):
@@ -38,61 +59,115 @@ def check_cache_positions(cache_positions: Callable[[int, int, int], tuple]) -> 
         cache._step_times = None
         return int(step.q_pos[0]), step.k_pos
 
-    def student(n_seen, n_sink, window):
+    def compare_pairs(n_seen, n_sink, window):
         result = cache_positions(n_seen, n_sink, window)
         if not isinstance(result, tuple) or len(result) != 2:
-            raise CheckFailed("return a tuple (q_pos, k_pos)")
-        q_pos, k_pos = result
-        return int(q_pos), torch.as_tensor(k_pos)
-
-    def compare_pairs(n_seen, n_sink, window):
-        got, expected = student(n_seen, n_sink, window), reference(n_seen, n_sink, window)
-        if got[0] != expected[0]:
-            raise CheckFailed(f"q_pos {got[0]} instead of {expected[0]}")
-        if got[1].tolist() != expected[1].tolist():
-            raise CheckFailed(f"k_pos {got[1].tolist()} instead of {expected[1].tolist()}")
+            raise CheckFailed(f"return a tuple (q_pos, k_pos), got {type(result).__name__}")
+        q_pos, k_pos = _integer(result[0], "q_pos"), result[1]
+        if not isinstance(k_pos, torch.Tensor) or k_pos.dtype.is_floating_point or k_pos.dtype == torch.bool:
+            kind = k_pos.dtype if isinstance(k_pos, torch.Tensor) else type(k_pos).__name__
+            raise CheckFailed(f"k_pos must be a LongTensor (RoPE and the cache index with it), got {kind}")
+        expected_q, expected_k = reference(n_seen, n_sink, window)
+        if q_pos != expected_q:
+            raise CheckFailed(f"q_pos {q_pos} instead of {expected_q}")
+        if k_pos.tolist() != expected_k.tolist():
+            got, want = k_pos.tolist(), expected_k.tolist()
+            raise CheckFailed(
+                f"k_pos has {len(got)} positions {_ends(got)} instead of {len(want)} positions {_ends(want)}"
+            )
         return True
 
+    cases = [(0, 4, 4), (3, 4, 4), (8, 4, 4), (9, 4, 4), (5, 0, 3), (10_000, 4, 60)]
     return run_check(
-        "cache_positions", compare_pairs, lambda *c: True, [(3, 4, 4), (8, 4, 4), (9, 4, 4), (10_000, 4, 60)],
-        hint="positions are indices inside the cache: it holds min(n_seen, n_sink + window) entries, so keys sit "
-        "at 0..m (the new token included) and the query at m, however long the stream already is",
+        "cache_positions", compare_pairs, lambda *c: True, cases,
+        hints=(
+            "positions are indices inside the cache, not in the stream: the cache holds at most n_sink + window "
+            "entries before the new token arrives, so the query's position is that count (0 for the very first "
+            "token) however long the stream is, and the keys are every entry plus the new token itself",
+            "first count the entries already cached (n_seen, capped at n_sink + window); the query sits right "
+            "after them, and k_pos runs over 0 .. that count inclusive, as integers",
+        ),
+        level=hint,
         describe=lambda c: f"n_seen={c[0]}, n_sink={c[1]}, window={c[2]}",
     )  # fmt: skip
 
 
-def check_sink_mass(measure_sink_mass: Callable, model: MiniLLM | None = None) -> bool:
+def _ends(values: list) -> str:
+    return str(values) if len(values) <= 6 else f"[{values[0]}, {values[1]}, …, {values[-2]}, {values[-1]}]"
+
+
+def check_sink_mass(measure_sink_mass: Callable, model: MiniLLM | None = None, hint: int | None = None) -> CheckResult:
     """measure_sink_mass(model, ids, first_query) -> (n_layers, n_heads) mean attention on key 0."""
     if model is None:
         torch.manual_seed(0)
         model = MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=32)).eval()
+    torch.manual_seed(1)
+    other = MiniLLM(ModelConfig(d_model=48, n_layers=3, n_heads=4, max_seq_len=32)).eval()
     g = torch.Generator().manual_seed(0)
     cases = [
+        (model, torch.randint(0, 256, (1, 12), generator=g), 4),
         (model, torch.randint(0, 256, (2, 24), generator=g), 8),
         (model, torch.randint(0, 256, (3, 40), generator=g), 16),
+        (other, torch.randint(0, 256, (2, 20), generator=g), 5),
     ]
+
+    def student(m, ids, f):
+        got = measure_sink_mass(m, ids, f)
+        if not isinstance(got, torch.Tensor):
+            raise CheckFailed(f"return a tensor (n_layers, n_heads), got {type(got).__name__}")
+        return got.detach()
+
+    def reference(m, ids, f):
+        with torch.no_grad():
+            return sink_mass(m, ids, f)
+
     return run_check(
-        "sink_mass", measure_sink_mass, lambda m, ids, f: sink_mass(m, ids, f), cases,
-        hint="attn = model(ids, return_attn=True).attn; per layer a[:, :, first_query:, 0].mean(dim=(0, 2)); stack",
-        describe=lambda c: f"ids {tuple(c[1].shape)}, first_query={c[2]}",
+        "sink_mass", student, reference, cases,
+        hints=(
+            "one number per layer and head, (n_layers, n_heads): the attention weight that queries give to key "
+            "0, averaged over the batch and over the queries from first_query on (the earlier queries are "
+            "left out), for the model passed in",
+            "ask the model for its attention weights (one (B, H, T, T) tensor per layer); per layer select key "
+            "column 0 and query rows first_query and later, average over the batch and query axes, and stack "
+            "the layers",
+        ),
+        level=hint,
+        describe=lambda c: f"ids {tuple(c[1].shape)}, first_query={c[2]}, a model of {c[0].config.n_layers} layers",
     )  # fmt: skip
 
 
-def check_off_by_one(softmax_off_by_one: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+def check_off_by_one(
+    softmax_off_by_one: Callable[[torch.Tensor], torch.Tensor], hint: int | None = None
+) -> CheckResult:
     """softmax_off_by_one(scores) = exp(s) / (1 + sum exp(s)) over the last dim."""
     g = torch.Generator().manual_seed(0)
-    cases = [(torch.tensor([2.0, 0.5, -1.0]),), (torch.randn(3, 5, generator=g, dtype=torch.float64),),
-             (torch.tensor([-30.0, -30.0]),), (torch.tensor([100.0, 0.0]),)]  # fmt: skip
+    cases = [(torch.tensor([0.0]),), (torch.tensor([2.0, 0.5, -1.0]),), (torch.tensor([-30.0, -30.0]),),
+             (torch.tensor([100.0, 90.0]),), (torch.tensor([100.0, 0.0]),), (torch.tensor([1000.0, 999.0, -5.0]),),
+             (torch.randn(3, 5, generator=g, dtype=torch.float64) * 3,),
+             (torch.randn(2, 3, 4, generator=g, dtype=torch.float64),)]  # fmt: skip
 
     def reference(s):
         return torch.softmax(torch.cat([torch.zeros_like(s[..., :1]), s], dim=-1), dim=-1)[..., 1:]
 
+    def student(s):
+        got = softmax_off_by_one(s)
+        if not isinstance(got, torch.Tensor):
+            raise CheckFailed(f"return a tensor, got {type(got).__name__}")
+        return got
+
     return run_check(
         "softmax_off_by_one",
-        softmax_off_by_one,
+        student,
         reference,
         cases,
-        hint="it is a softmax with one extra score 0 (a zero sink); for large scores subtract the max, "
-        "and remember the extra 1 becomes exp(-max)",
-        describe=lambda c: f"scores {tuple(c[0].shape)}",
+        hints=(
+            "it is a softmax over the last axis with one extra, hidden score fixed at 0, so the outputs sum to "
+            "less than 1 ([0.] gives [0.5]); it must stay exact for huge scores ([100, 90] gives about "
+            "[0.99995, 0.0000454], no inf or nan) without clipping them",
+            "shift by the max before exp, as a stable softmax does, but the hidden 0 is a score too: take the "
+            "max over the scores and that 0, and shift the 1 in the denominator the same way (it becomes "
+            "exp(0 - max)); sum over the last axis only, keeping it for broadcasting",
+        ),
+        level=hint,
+        describe=lambda c: f"scores {c[0].tolist() if c[0].numel() <= 4 else tuple(c[0].shape)}",
     )

@@ -10,7 +10,8 @@ from .. import masks
 from ..attention import distance_limit
 from ..lambda_attention import block_keys, lambda_attention
 from ..rope import apply_rope
-from .core import CheckFailed, run_check
+from .ch02 import draw_mask_mod
+from .core import CheckFailed, CheckResult, run_check
 
 # The three out-of-distribution factors of LM-Infinite, and which each attention variant leaves unfixed.
 FACTORS = {1: "unseen distances", 2: "more tokens than ever seen", 3: "the starting tokens are missing"}
@@ -35,35 +36,48 @@ def _tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def check_lambda_mask(lambda_mask: Callable) -> bool:
+def _long(x, name: str) -> torch.Tensor:
+    x = _tensor(x, name)
+    if x.dtype.is_floating_point or x.dtype == torch.bool:
+        raise CheckFailed(f"{name} returned a {x.dtype} tensor: counts and indices must be integers (a LongTensor)")
+    return x.long()
+
+
+def check_lambda_mask(lambda_mask: Callable, hint: int | None = None) -> CheckResult:
     """lambda_mask(n_global, n_local) -> a mask_mod(b, h, q_idx, kv_idx), drawn with masks.materialize."""
-
-    def student(n_global, n_local, n):
-        mask_mod = lambda_mask(n_global, n_local)
-        if not callable(mask_mod):
-            raise CheckFailed(f"lambda_mask must return a mask_mod (a function), got {type(mask_mod).__name__}")
-        return _tensor(masks.materialize(mask_mod, n), "the mask_mod")
-
     return run_check(
         "lambda_mask",
-        student,
+        lambda n_global, n_local, n: draw_mask_mod(lambda_mask(n_global, n_local), n, "lambda_mask"),
         lambda n_global, n_local, n: masks.materialize(masks.lambda_shaped(n_global, n_local), n),
-        [(3, 8, 32), (0, 5, 20), (1, 1, 6), (10, 4, 30), (40, 8, 30)],
-        hint="causal (q_idx >= kv_idx) AND (kv_idx < n_global OR q_idx - kv_idx < n_local): n_local counts "
-        "the query itself, so use a strict <",
+        [(1, 1, 6), (0, 5, 20), (3, 8, 32), (10, 4, 30), (40, 8, 30)],
+        hints=(
+            "row q is True for two groups of keys, never in the future: the first n_global keys, and the "
+            "n_local most recent keys counting the query itself (so n_local = 1 is the query alone)",
+            "causality AND (global OR recent), all with tensor operators: a key is recent when its distance "
+            "to the query is strictly below n_local, and global when its index is strictly below n_global; "
+            "the causal condition must hold for the global keys too",
+        ),
+        level=hint,
         describe=lambda c: f"n_global={c[0]}, n_local={c[1]}, {c[2]} tokens",
     )
 
 
-def check_keys_per_query(keys_per_query: Callable) -> bool:
+def check_keys_per_query(keys_per_query: Callable, hint: int | None = None) -> CheckResult:
     """keys_per_query(T, n_global, n_local) -> LongTensor (T,): keys each query sees under the Λ."""
     return run_check(
         "keys_per_query",
-        lambda T, g, n_local: _tensor(keys_per_query(T, g, n_local), "keys_per_query").long(),
+        lambda T, g, n_local: _long(keys_per_query(T, g, n_local), "keys_per_query"),
         lambda T, g, n_local: masks.materialize(masks.lambda_shaped(g, n_local), T).sum(-1),
-        [(32, 3, 8), (20, 0, 5), (6, 10, 4), (300, 10, 128), (50, 40, 8)],
-        hint="query i sees min(i + 1, n_local) recent keys, plus the global keys before its window starts: "
-        "min(n_global, max(0, i - n_local + 1))",
+        [(6, 10, 4), (20, 0, 5), (32, 3, 8), (50, 40, 8), (300, 10, 128)],
+        hints=(
+            "entry i counts the True entries of row i of the Λ mask: the recent keys (itself included, at most "
+            "n_local) plus the global keys that are not already among them; a global key inside the window "
+            "counts once, and there are never more than i + 1 keys",
+            "the window of query i starts at max(0, i - n_local + 1); only the global keys before that start "
+            "are extra, and there are at most n_global of them. Work on torch.arange(T) with clamp/minimum "
+            "and return integers",
+        ),
+        level=hint,
         describe=lambda c: f"T={c[0]}, n_global={c[1]}, n_local={c[2]}",
     )
 
@@ -77,65 +91,100 @@ def _limited_scores(q, k, limit, base=10000.0):
     return torch.where(far["far"], pinned, near)
 
 
-def check_limited_scores(limited_scores: Callable) -> bool:
+def check_limited_scores(limited_scores: Callable, hint: int | None = None) -> CheckResult:
     """limited_scores(q, k, limit, base) -> scores (B, H, T, T) with every distance above `limit` set to it."""
-    cases = [(*_qkv(0, 1, 1, 12, 8)[:2], 4, 10000.0), (*_qkv(1, 2, 3, 40, 16)[:2], 10, 10000.0)]
-    cases += [(*_qkv(2, 1, 2, 30, 4)[:2], 1, 500.0), (*_qkv(3, 1, 1, 9, 8)[:2], 50, 10000.0)]
+    cases = [(*_qkv(0, 1, 1, 6, 4)[:2], 2, 10000.0), (*_qkv(1, 1, 1, 12, 8)[:2], 4, 10000.0)]
+    cases += [(*_qkv(2, 1, 2, 30, 4)[:2], 1, 500.0), (*_qkv(3, 2, 3, 40, 16)[:2], 10, 10000.0)]
+    cases += [(*_qkv(4, 1, 1, 9, 8)[:2], 50, 10000.0)]
     return run_check(
         "limited_scores",
         lambda *c: _tensor(limited_scores(*c), "limited_scores"),
         _limited_scores,
         cases,
-        hint="near pairs: rope(q, pos) @ rope(k, pos).T / sqrt(D). Far pairs (i - j > limit): the query rotated "
-        "by `limit`, the key not rotated at all (position 0). Pick with torch.where(i - j > limit, far, near)",
+        hints=(
+            "every (query i, key j) pair gets a RoPE score divided by sqrt(D), the whole (T, T) grid with no "
+            "mask (j > i included, at their true negative distance); only pairs with i - j > limit change: they "
+            "must score as if exactly `limit` apart, using the given base",
+            "two score grids and a choice per pair: the ordinary one (both rotated at their own positions) and "
+            "a far one in which every query is rotated by `limit` and the keys are not rotated at all; choose "
+            "the far one only where i - j exceeds limit",
+        ),
+        level=hint,
         describe=lambda c: f"q {tuple(c[0].shape)}, limit {c[2]}, base {c[3]}",
     )
 
 
-def check_lambda_attention(attention: Callable) -> bool:
+def check_lambda_attention(attention: Callable, hint: int | None = None) -> CheckResult:
     """attention(q, k, v, n_global, n_local, limit) -> (B, H, T, D): Λ mask + distance limit, like the package."""
-    cases = [(*_qkv(0, 1, 1, 10, 8), 2, 4, 4), (*_qkv(1, 2, 2, 60, 16), 3, 16, 16), (*_qkv(2, 1, 3, 40, 8), 0, 8, 12)]
+    cases = [
+        (*_qkv(0, 1, 1, 10, 8), 2, 4, 4),
+        (*_qkv(1, 1, 2, 12, 8), 1, 6, 3),  # limit < n_local: recent keys are pinned too
+        (*_qkv(2, 1, 1, 20, 8), 2, 4, 8),  # limit > n_local: only the global keys are far
+        (*_qkv(3, 2, 2, 60, 16), 3, 16, 16),
+        (*_qkv(4, 1, 3, 40, 8), 0, 8, 12),
+    ]
     return run_check(
         "lambda_attention",
         lambda *c: _tensor(attention(*c), "lambda_attention_dense"),
         lambda q, k, v, g, n_local, limit: lambda_attention(q, k, v, g, n_local, limit),
         cases,
-        hint="scores = limited_scores(q, k, limit); masked_fill where the Λ mask is False with -inf; "
-        "softmax over keys; @ v",
+        hints=(
+            "the output is softmax attention over the keys that the Λ mask allows (n_global, n_local), with "
+            "the distance-limited scores of exercise 3 (limit); n_local and limit are separate numbers: the "
+            "cases with limit != n_local show which one is used where",
+            "three steps: the limited scores for `limit`, minus infinity wherever lambda_mask(n_global, "
+            "n_local) is False (draw it as a bool (T, T) tensor), then a softmax over the key axis and the "
+            "weighted sum of v",
+        ),
+        level=hint,
         describe=lambda c: f"T={c[0].shape[2]}, n_global={c[3]}, n_local={c[4]}, limit={c[5]}",
     )
 
 
-def check_block_keys(block_keys_fn: Callable) -> bool:
+def check_block_keys(block_keys_fn: Callable, hint: int | None = None) -> CheckResult:
     """block_keys(start, stop, n_global, n_local) -> LongTensor of the key indices a query block needs."""
-    cases = [(16, 24, 3, 8), (0, 8, 3, 8), (8, 16, 3, 8), (100, 128, 10, 32), (5, 6, 10, 4), (40, 50, 0, 8)]
+    cases = [(5, 6, 10, 4), (0, 8, 3, 8), (8, 16, 3, 8), (16, 24, 3, 8), (40, 50, 0, 8), (100, 128, 10, 32)]
     return run_check(
         "block_keys",
-        lambda *c: _tensor(block_keys_fn(*c), "block_keys").long(),
+        lambda *c: _long(block_keys_fn(*c), "block_keys"),
         lambda *c: block_keys(*c),
         cases,
-        hint="the first query's window starts at max(0, start - n_local + 1); take the global keys before it "
-        "(arange(min(n_global, that start))), then every key from there to stop - 1, in increasing order",
+        hints=(
+            "increasing key indices, each once: the global keys that lie before the first query's window, then "
+            "every key from that window's start through the last query (stop - 1); no key after stop - 1, and "
+            "no global key twice",
+            "the first query (start) sees back to max(0, start - n_local + 1); the global keys are the indices "
+            "below both n_global and that start; join the two integer ranges, globals first",
+        ),
+        level=hint,
         describe=lambda c: f"queries {c[0]}..{c[1] - 1}, n_global={c[2]}, n_local={c[3]}",
     )
 
 
-def check_unfixed_factors(unfixed_factors: Callable) -> bool:
+def check_unfixed_factors(unfixed_factors: Callable, hint: int | None = None) -> CheckResult:
     """unfixed_factors(variant) -> the set of LM-Infinite factors (1, 2, 3) the variant leaves unfixed."""
 
     def student(variant):
         got = unfixed_factors(variant)
-        if not isinstance(got, (set, frozenset, list, tuple)):
+        if not isinstance(got, (set, frozenset)):
             raise CheckFailed(f"unfixed_factors must return a set of factor numbers, got {type(got).__name__}")
-        return {int(f) for f in got}
+        if not all(isinstance(f, int) and not isinstance(f, bool) for f in got):
+            raise CheckFailed(f"the factors are the ints 1, 2, 3, got {sorted(map(repr, got))}")
+        return set(got)
 
     return run_check(
         "unfixed_factors",
         student,
         lambda variant: UNFIXED[variant],
         [(v,) for v in UNFIXED],
-        hint="factor 1 is fixed when no distance exceeds the training context (a window, the limit, or "
-        "StreamingLLM's positions inside the cache); factor 2 when a query sees a bounded number of keys; "
-        "factor 3 when the first tokens stay visible",
+        hints=(
+            "for each variant ask three questions: can a query meet a distance longer than training "
+            "(factor 1)? can it see more keys than in training (factor 2)? are the first tokens hidden from it "
+            "(factor 3)? The set holds the numbers answered yes; an empty set is allowed",
+            "a window bounds both the distances and the key count; the limit bounds only the distances; the Λ "
+            "bounds the key count and keeps the first tokens; StreamingLLM's positions inside the cache never "
+            "exceed the cache size",
+        ),
+        level=hint,
         describe=lambda c: f"variant {c[0]!r}",
     )

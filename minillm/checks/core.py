@@ -143,7 +143,8 @@ def _differences(got: Any, expected: Any) -> tuple[str, str]:
             lo = max(0, first - 20)
             cut = lambda s: ("…" if lo else "") + repr(s[lo : lo + 50]) + ("…" if len(s) > lo + 50 else "")  # noqa: E731
             return f"{cut(expected)} ({len(expected)} chars)", f"{cut(got)} ({len(got)} chars)"
-        return f"{_window(expected, first)} ({len(expected)} items)", f"{_window(got, first)} ({len(got)} items)"
+        n = lambda x: f"({len(x)} item{'s' if len(x) != 1 else ''})"  # noqa: E731
+        return f"{_window(expected, first)} {n(expected)}", f"{_window(got, first)} {n(got)}"
     return _summary(expected), _summary(got)
 
 
@@ -179,7 +180,12 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5) -> 
         return None
     if isinstance(expected, float):
         ok = isinstance(got, (int, float)) and abs(got - expected) <= atol + rtol * abs(expected)
-        return None if ok else f"{_summary(got)} instead of {expected:.6g}"
+        return None if ok else f"{_fmt(got) if isinstance(got, float) else _summary(got)} instead of {expected:.6g}"
+    if isinstance(expected, (str, list, tuple)) and isinstance(got, type(expected)) and got != expected:
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+        if first is None:
+            return f"length {len(got)} instead of {len(expected)}"
+        return f"index {first} is {_fmt(got[first])} instead of {_fmt(expected[first])}"
     return None if got == expected else f"{_summary(got)} instead of {_summary(expected)}"
 
 
@@ -234,6 +240,7 @@ def run_check(
     many of the cases failed. `hints` are graded (see the module docstring); `level` forces one.
     """
     failures: list[str] = []
+    crashed = False
     for i, case in enumerate(cases):
         label = describe(case) if describe else f"case {i}"
         try:
@@ -246,15 +253,18 @@ def run_check(
             continue
         except Exception as e:  # noqa: BLE001 - any error in learner code is reported, not raised
             failures.append(_crash(label, e))
+            crashed = True
             break  # a crash can leave state behind (a GPU fault, a half-changed argument): stop here
         expected = reference(*copy.deepcopy(case))
         problem = compare(got, expected, atol, rtol)
-        if problem:
+        if problem and isinstance(expected, (torch.Tensor, str, list, tuple, dict, set)):
             shown_expected, shown_got = differences(got, expected)
             failures.append(f"{label}: {problem}\n   expected: {shown_expected}\n   got:      {shown_got}")
+        elif problem:  # a number or None: the sentence already says both
+            failures.append(f"{label}: {problem}")
     if not failures:
         return report(title, None, n_cases=len(cases))
     first_line, *details = failures[0].split("\n")
-    if len(cases) > 1:
+    if len(cases) > 1 and not crashed:
         first_line += f" ({len(failures)} of {len(cases)} cases fail; the first is shown)"
     return report(title, "\n".join([first_line, *details]), hint, hints=hints, level=level)

@@ -117,7 +117,7 @@ def test_triton_checkers_pass_right_kernels(capsys):
 @pytest.mark.parametrize(
     "check, kernel, says",
     [
-        ("check_add_kernel", "add_kernel_unmasked_store", "outside out[:1000]: mask your tl.store"),
+        ("check_add_kernel", "add_kernel_unmasked_store", "past the edge of out[:1000]"),
         ("check_transpose_kernel", "transpose_kernel_ignores_stride", "entries differ"),
         ("check_causal_softmax_kernel", "causal_softmax_kernel_pads_with_zero", "entries differ"),
         ("check_logsumexp_kernel", "logsumexp_kernel_forgets_to_rescale", "entries differ"),
@@ -165,7 +165,7 @@ def test_without_triton_the_kernel_checkers_say_skipped():
     code = (
         "import sys; sys.modules['triton'] = None\n"
         "from minillm.checks import ch08\n"
-        "assert ch08.check_add_kernel(None) is False\n"
+        "assert not ch08.check_add_kernel(None)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

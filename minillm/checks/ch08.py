@@ -2,13 +2,17 @@
 
 The learner's kernels are `@triton.jit` functions. Each checker launches one on a few seeded cases
 (in Triton's interpreter on CPU tensors when there is no GPU, compiled on CUDA otherwise) and
-compares with the torch op it must equal. Outputs sit inside larger buffers filled with NaN, so a
-store that forgets its mask is caught, and under the interpreter lands in memory we own instead of
-corrupting the process. Without Triton (macOS, Windows) the kernel checkers say they were skipped.
+compares with the torch op it must equal. Outputs sit inside larger guard buffers filled with a
+marked NaN, so the checker sees every store: one that forgets its mask (it writes just past the
+edge, where the extra lanes point) is told apart from one whose offsets or strides are wrong (it
+writes elsewhere, or leaves entries unwritten), and under the interpreter either lands in memory we
+own instead of corrupting the process. Without Triton (macOS, Windows) the kernel checkers say
+they were skipped.
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable
 
@@ -17,16 +21,16 @@ import torch
 import kernels  # sets TRITON_INTERPRET=1 (no GPU) before Triton is imported
 from kernels import block_map_from_mask, mask_mod_for
 
-from .core import CheckFailed, run_check
+from .core import CheckFailed, CheckResult, run_check
 
 
 def _device() -> str:
     return "cpu" if kernels.TRITON_INTERPRETED else "cuda"
 
 
-def _skipped(title: str) -> bool:
+def _skipped(title: str) -> CheckResult:
     print(f"⏭ {title}: skipped. {kernels.TRITON_UNAVAILABLE_REASON}")
-    return False
+    return CheckResult(title, False, "skipped: Triton is not available")
 
 
 def _stub_or_cause(error: BaseException) -> BaseException | None:
@@ -59,15 +63,72 @@ def _launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
         raise cause from None
 
 
-def _inside(buffer: torch.Tensor, view: torch.Tensor, what: str) -> torch.Tensor:
-    """The view's values, after checking that every element of buffer outside the view is still NaN."""
-    outside = torch.ones(buffer.numel(), dtype=torch.bool, device=buffer.device)
-    index = torch.arange(buffer.numel(), device=buffer.device)
-    index = index.as_strided(view.shape, view.stride(), view.storage_offset())  # buffer positions of the view
-    outside[index.flatten()] = False
-    written = ~torch.isnan(buffer.flatten()[outside])
-    if written.any():
-        raise CheckFailed(f"the kernel wrote {int(written.sum())} values outside {what}: mask your tl.store")
+# The guard buffers hold a NaN with its own bit pattern: a store of any value, NaN included (a softmax that
+# overflows), changes the bits, so "never written" and "wrote NaN" can be told apart.
+_UNWRITTEN = 0x7FC0DEAD
+
+
+def _unwritten(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous().view(torch.int32) == _UNWRITTEN
+
+
+def _guarded(shape: tuple[int, ...], strides: tuple[int, ...], padded: tuple[int, ...], device: str, reach: int = 0):
+    """(buffer, view, lanes): a view of `shape` and `strides` inside a flat guard buffer, and a view of the
+    same strides over `padded` (the shape rounded up to whole blocks: where the lanes past the edge point).
+
+    The buffer leaves room on both sides (a padded span before; after, four spans or twice `reach`, the
+    extent of the inputs, whichever is larger), so that a store with a wrong offset or stride (such as
+    an input's) lands in memory we own, where it can be seen, instead of corrupting the process under
+    the interpreter.
+    """
+    span = 1 + sum((n - 1) * s for n, s in zip(padded, strides))
+    size = 2 * span + max(4 * span, 2 * reach)
+    buffer = torch.full((size,), _UNWRITTEN, dtype=torch.int32, device=device).view(torch.float32)
+    return buffer, buffer.as_strided(shape, strides, span), buffer.as_strided(padded, strides, span)
+
+
+def _positions(view: torch.Tensor, size: int) -> torch.Tensor:
+    """A bool (size,) mask of the buffer positions that `view` covers."""
+    covered = torch.zeros(size, dtype=torch.bool, device=view.device)
+    index = torch.arange(size, device=view.device).as_strided(view.shape, view.stride(), view.storage_offset())
+    covered[index.flatten()] = True
+    return covered
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing[:-1]}ies" if thing.endswith("y") else f"{n} {thing}s"
+
+
+def _inside(buffer: torch.Tensor, view: torch.Tensor, lanes: torch.Tensor, what: str, address: str) -> torch.Tensor:
+    """The view's values, after checking what the kernel's stores touched.
+
+    Writes outside the view are a missing store mask when they all fall where the lanes past the edge
+    point (and the view is complete); otherwise the store's addresses are wrong (an offset or a stride).
+    Entries of the view left NaN were never stored.
+    """
+    inside, padding = _positions(view, buffer.numel()), _positions(lanes, buffer.numel())
+    stray = ~_unwritten(buffer) & ~inside
+    unwritten = _unwritten(view)
+    n_stray, n_unwritten = _count(int(stray.sum()), "value"), _count(int(unwritten.sum()), "entry")
+    if stray.any():
+        if not (stray & ~padding).any() and not unwritten.any():
+            raise CheckFailed(
+                f"the kernel wrote {n_stray} just past the edge of {what}, where the lanes beyond the bounds "
+                "point: mask your tl.store (those lanes must not store)"
+            )
+        first = int(stray.nonzero()[0]) - view.storage_offset()  # element offset from out_ptr
+        at = f"out_ptr + {first}" if first >= 0 else f"out_ptr - {-first}"
+        missing = f", and left {n_unwritten} of {what} unwritten" if unwritten.any() else ""
+        raise CheckFailed(
+            f"the kernel wrote {n_stray} outside {what} (the first at {at}){missing}: the store's addresses are "
+            f"wrong, not just its mask ({address})"
+        )
+    if unwritten.any():
+        first = tuple(unwritten.nonzero()[0].tolist())
+        raise CheckFailed(
+            f"{what} has {n_unwritten} the kernel never wrote, the first at index {first}: the store's mask (or its "
+            f"offsets) skips them ({address})"
+        )
     return view.cpu()
 
 
@@ -80,7 +141,7 @@ def _cdiv(a: int, b: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_add_kernel(add_kernel) -> bool:
+def check_add_kernel(add_kernel, hint: int | None = None) -> CheckResult:
     """add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK) launched on cdiv(n, BLOCK) programs -> out = x + y."""
     if not kernels.TRITON_AVAILABLE:
         return _skipped("add_kernel")
@@ -88,10 +149,9 @@ def check_add_kernel(add_kernel) -> bool:
 
     def student(x, y):
         n = x.numel()
-        buffer = torch.full((n + BLOCK,), float("nan"), device=device)  # out, then a guard of NaN
-        out = buffer[:n]
+        buffer, out, lanes = _guarded((n,), (1,), (_cdiv(n, BLOCK) * BLOCK,), device, reach=n)
         _launch(add_kernel, (_cdiv(n, BLOCK),), x.to(device), y.to(device), out, n, BLOCK=BLOCK)
-        return _inside(buffer, out, f"out[:{n}]")
+        return _inside(buffer, out, lanes, f"out[:{n}]", "element i of out is at out_ptr + i")
 
     g = torch.Generator().manual_seed(0)
     cases = [tuple(torch.randn(2, n, generator=g).unbind(0)) for n in (1000, 64, 1, 130)]
@@ -100,9 +160,14 @@ def check_add_kernel(add_kernel) -> bool:
         student,
         lambda x, y: x + y,
         cases,
-        hint="offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK); mask = offs < n; "
-        "load x and y with mask=mask, tl.store(out_ptr + offs, x + y, mask=mask)",
+        hints=(
+            "each program handles its own BLOCK consecutive elements, chosen by its program id; lanes whose "
+            "index is n or more exist in the last program and must neither load nor store",
+            "build the BLOCK indices of this program from tl.program_id(0), BLOCK and tl.arange; compare them "
+            "with n to get one bool mask; pass that mask to both loads and to the store, at the same indices",
+        ),
         describe=lambda c: f"n = {c[0].numel()}, BLOCK = {BLOCK}",
+        level=hint,
     )
 
 
@@ -111,7 +176,7 @@ def check_add_kernel(add_kernel) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_transpose_kernel(transpose_kernel) -> bool:
+def check_transpose_kernel(transpose_kernel, hint: int | None = None) -> CheckResult:
     """transpose_kernel(x_ptr, out_ptr, M, N, stride_x, stride_out, BLOCK_M, BLOCK_N) -> out = x.T.
 
     x is (M, N) with row stride stride_x; out is (N, M) with row stride stride_out; the grid is
@@ -126,13 +191,13 @@ def check_transpose_kernel(transpose_kernel) -> bool:
         wide = torch.randn(M, N + 5, generator=torch.Generator().manual_seed(M)).to(device)
         wide[:, :N] = x.to(device)
         x_view = wide[:, :N]  # row stride N + 5: the stride is not the width
-        # out (N, M) inside a NaN buffer with BLOCK_M spare columns per row and BLOCK_N spare rows
-        buffer = torch.full((N + BLOCK_N, M + BLOCK_M), float("nan"), device=device)
-        out = buffer[:N, :M]
+        # out (N, M) with row stride M + BLOCK_M: a store past column M lands in the row's own padding
+        padded = (_cdiv(N, BLOCK_N) * BLOCK_N, _cdiv(M, BLOCK_M) * BLOCK_M)
+        buffer, out, lanes = _guarded((N, M), (M + BLOCK_M, 1), padded, device, reach=wide.numel())
         grid = (_cdiv(M, BLOCK_M), _cdiv(N, BLOCK_N))
         _launch(transpose_kernel, grid, x_view, out, M, N, x_view.stride(0), out.stride(0),
                 BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N)  # fmt: skip
-        return _inside(buffer, out, f"out[:{N}, :{M}]")
+        return _inside(buffer, out, lanes, f"out[:{N}, :{M}]", "out[j, i] is at out_ptr + j * stride_out + i")
 
     g = torch.Generator().manual_seed(1)
     cases = [(torch.randn(M, N, generator=g),) for M, N in [(5, 7), (16, 32), (33, 17), (1, 40)]]
@@ -141,10 +206,16 @@ def check_transpose_kernel(transpose_kernel) -> bool:
         student,
         lambda x: x.T.contiguous(),
         cases,
-        hint="rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M), cols likewise along axis 1; "
-        "mask = (rows[:, None] < M) & (cols[None, :] < N); load x_ptr + rows[:, None] * stride_x + cols[None, :]; "
-        "store the same tile at out_ptr + cols[None, :] * stride_out + rows[:, None] with the same mask",
+        hints=(
+            "x's rows are stride_x elements apart (here more than N) and out's rows stride_out apart (more than "
+            "M); a tile that sticks out past row M or column N must not load or store those lanes",
+            "one program = one tile: its row indices come from program id 0, its column indices from program id "
+            "1; a 2-D block of addresses is a column of row offsets times the row stride plus a row of column "
+            "offsets; the mask needs the row *and* the column in range; store the tile with the roles of rows and "
+            "columns swapped in out's addresses",
+        ),
         describe=lambda c: f"x {tuple(c[0].shape)}, tiles {BLOCK_M} x {BLOCK_N}",
+        level=hint,
     )
 
 
@@ -160,7 +231,7 @@ def causal_softmax_reference(x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(x.masked_fill(~allowed, float("-inf")), dim=-1)
 
 
-def check_causal_softmax_kernel(causal_softmax_kernel) -> bool:
+def check_causal_softmax_kernel(causal_softmax_kernel, hint: int | None = None) -> CheckResult:
     """causal_softmax_kernel(x_ptr, out_ptr, N, stride, BLOCK) on M programs (one per row), BLOCK >= N."""
     if not kernels.TRITON_AVAILABLE:
         return _skipped("causal_softmax_kernel")
@@ -169,13 +240,13 @@ def check_causal_softmax_kernel(causal_softmax_kernel) -> bool:
     def student(x):
         M, N = x.shape
         BLOCK = 1 << (N - 1).bit_length()  # triton.next_power_of_2(N)
-        # x and out share one row stride, wider than N, so an unmasked store lands in NaN padding
-        x_buffer = torch.zeros(M, N + BLOCK, device=device)
+        # x and out share one row stride, wider than N, so an unmasked store lands in the row's padding
+        stride = N + BLOCK
+        x_buffer = torch.zeros(M, stride, device=device)
         x_buffer[:, :N] = x.to(device)
-        buffer = torch.full((M, N + BLOCK), float("nan"), device=device)
-        out = buffer[:, :N]
-        _launch(causal_softmax_kernel, (M,), x_buffer[:, :N], out, N, out.stride(0), BLOCK=BLOCK)
-        return _inside(buffer, out, f"out[:, :{N}]")
+        buffer, out, lanes = _guarded((M, N), (stride, 1), (M, BLOCK), device, reach=x_buffer.numel())
+        _launch(causal_softmax_kernel, (M,), x_buffer[:, :N], out, N, stride, BLOCK=BLOCK)
+        return _inside(buffer, out, lanes, f"out[:, :{N}]", "out[row, j] is at out_ptr + row * stride + j")
 
     g = torch.Generator().manual_seed(2)
     cases = [(torch.randn(M, N, generator=g) * scale,) for M, N, scale in [(5, 5, 1.0), (12, 10, 30.0), (3, 64, 1.0)]]
@@ -185,10 +256,16 @@ def check_causal_softmax_kernel(causal_softmax_kernel) -> bool:
         student,
         causal_softmax_reference,
         cases,
-        hint="row = tl.program_id(0); cols = tl.arange(0, BLOCK); load with mask=(cols < N) & (cols <= row) and "
-        "other=-float('inf') (so masked lanes add exp(-inf) = 0); subtract tl.max before tl.exp; "
-        "store e / sum for every column < N",
+        hints=(
+            "a lane that must not count (past N, or after the diagonal) has to load -inf, not 0, so it drops out of "
+            "the max and adds nothing to the sum; the max comes off before the exponential; every column < N is "
+            "stored, the zeros after the diagonal included",
+            "two masks: the load's (column in range and not after the row, with a -inf fill value) and the store's "
+            "(column in range only); in between, the usual stable softmax over the block (max, shift, exp, divide by "
+            "the sum)",
+        ),
         describe=lambda c: f"x {tuple(c[0].shape)}, scores in [{c[0].min().item():.0f}, {c[0].max().item():.0f}]",
+        level=hint,
     )
 
 
@@ -197,7 +274,7 @@ def check_causal_softmax_kernel(causal_softmax_kernel) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_logsumexp_kernel(logsumexp_kernel) -> bool:
+def check_logsumexp_kernel(logsumexp_kernel, hint: int | None = None) -> CheckResult:
     """logsumexp_kernel(x_ptr, out_ptr, N, stride, BLOCK) on M programs -> out[i] = log sum_j exp(x[i, j]).
 
     BLOCK may be smaller than N: the kernel loops over the row in chunks of BLOCK.
@@ -208,10 +285,9 @@ def check_logsumexp_kernel(logsumexp_kernel) -> bool:
 
     def student(x, BLOCK):
         M, N = x.shape
-        buffer = torch.full((M + BLOCK,), float("nan"), device=device)
-        out = buffer[:M]
+        buffer, out, lanes = _guarded((M,), (1,), (M,), device, reach=x.numel())
         _launch(logsumexp_kernel, (M,), x.to(device), out, N, x.stride(0), BLOCK=BLOCK)
-        return _inside(buffer, out, f"out[:{M}]")
+        return _inside(buffer, out, lanes, f"out[:{M}]", "out[row] is at out_ptr + row: one scalar per program")
 
     g = torch.Generator().manual_seed(3)
     rising = torch.linspace(0, 400, 200)[None].expand(2, 200).contiguous()  # the max grows in every chunk
@@ -226,10 +302,17 @@ def check_logsumexp_kernel(logsumexp_kernel) -> bool:
         student,
         lambda x, BLOCK: torch.logsumexp(x, dim=-1),
         cases,
-        hint="m = -inf, l = 0 (scalars: tl.full([], ..., tl.float32)); for each chunk: load with other=-inf, "
-        "m_new = max(m, tl.max(x)); l = l * exp(m - m_new) + sum(exp(x - m_new)); m = m_new; store m + log(l)",
+        hints=(
+            "when a chunk raises the running max, the sum collected so far was taken relative to the old max and "
+            "must be rescaled to the new one; padding lanes of the last chunk must add nothing; exponentials are "
+            "always of (x - max), never of x alone",
+            "keep two scalars across the loop, the max so far and the sum of exp(x - that max); per chunk: the new "
+            "max is the larger of the old one and the chunk's; multiply the old sum by exp(old max - new max) before "
+            "adding the chunk's terms; at the end the answer is the max plus the log of the sum",
+        ),
         atol=1e-4,
         describe=lambda c: f"x {tuple(c[0].shape)}, BLOCK = {c[1]}",
+        level=hint,
     )
 
 
@@ -244,7 +327,9 @@ def _tight_blocks(T: int, block: int, n_sink: int, window: int) -> list[list[int
     return [row.nonzero().flatten().tolist() for row in bmap]
 
 
-def check_visited_blocks(visited_blocks: Callable[[int, int, int, int], list[list[int]]]) -> bool:
+def check_visited_blocks(
+    visited_blocks: Callable[[int, int, int, int], list[list[int]]], hint: int | None = None
+) -> CheckResult:
     """visited_blocks(T, block, n_sink, window) -> for each query block, the key blocks it must visit."""
 
     def student(T, block, n_sink, window):
@@ -254,6 +339,10 @@ def check_visited_blocks(visited_blocks: Callable[[int, int, int, int], list[lis
             n = len(got) if isinstance(got, (list, tuple)) else type(got).__name__
             raise CheckFailed(f"expected a list of {len(expected)} lists (one per query block), got {n}")
         for m, (blocks, needed) in enumerate(zip(got, expected)):
+            if not isinstance(blocks, (list, tuple)):
+                raise CheckFailed(f"query block {m}'s entry is a {type(blocks).__name__}: give a list of key blocks")
+            if any(isinstance(b, bool) or not isinstance(b, numbers.Integral) for b in blocks):
+                raise CheckFailed(f"query block {m} visits {list(blocks)}: key blocks are ints")
             blocks = [int(b) for b in blocks]
             if len(blocks) != len(set(blocks)):
                 raise CheckFailed(f"query block {m} visits a key block twice: {blocks} (sink blocks inside the band?)")
@@ -265,6 +354,8 @@ def check_visited_blocks(visited_blocks: Callable[[int, int, int, int], list[lis
                     + (f"; missing {missing} (wrong output)" if missing else "")
                     + (f"; {extra} hold no allowed pair (wasted work)" if extra else "")
                 )
+            if blocks != needed:
+                raise CheckFailed(f"query block {m} visits {blocks}: the right blocks, but list them sorted")
         return expected
 
     return run_check(
@@ -272,7 +363,14 @@ def check_visited_blocks(visited_blocks: Callable[[int, int, int, int], list[lis
         student,
         _tight_blocks,
         [(128, 16, 4, 20), (100, 16, 0, 5), (64, 16, 20, 8), (96, 32, 1, 100), (200, 16, 16, 16), (48, 16, 1, 1)],
-        hint="query block m: the band is key blocks max(m * block - window, 0) // block .. m (the diagonal); "
-        "the sinks are key blocks 0 .. ceil(n_sink / block) - 1; don't list a block twice",
+        hints=(
+            "list, for each query block, every key block holding at least one allowed (query, key) pair, each "
+            "once, in increasing order: the band (from the block of the oldest key the block's *first* query still "
+            "sees, up to the diagonal block m) and the sink blocks left of the band",
+            "the band runs from the block holding key max(m * block - window, 0) to block m; the sink blocks are "
+            "those holding keys 0 ... n_sink - 1, but keep only those before the band's first block (the others "
+            "are in the band already, or lie past the diagonal block m, where query block m sees nothing)",
+        ),
         describe=lambda c: f"T={c[0]}, block={c[1]}, n_sink={c[2]}, window={c[3]}",
+        level=hint,
     )

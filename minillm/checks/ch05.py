@@ -11,7 +11,7 @@ import torch
 from ..config import ModelConfig
 from ..lookahead import NGramPool, Verdict, lookahead_layout, ngrams_from_window, verify_greedy
 from ..model import MiniLLM
-from .core import CheckFailed, run_check
+from .core import CheckFailed, CheckResult, run_check
 
 
 def _tiny_model(seed: int = 0) -> MiniLLM:
@@ -34,7 +34,7 @@ def _ints(x) -> list[int]:
     return [int(t) for t in x]
 
 
-def check_jacobi_iteration(jacobi_iteration: Callable) -> bool:
+def check_jacobi_iteration(jacobi_iteration: Callable, hint: int | None = None) -> CheckResult:
     """jacobi_iteration(model, context, guess) -> the m tokens y'_i = argmax p(. | context, guess[:i])."""
 
     def reference(model, context, guess):
@@ -61,6 +61,7 @@ def check_jacobi_iteration(jacobi_iteration: Callable) -> bool:
             "nothing you need",
         ),
         describe=lambda c: f"{len(c[1])} context tokens, a guess of m={len(c[2])}",
+        level=hint,
     )
 
 
@@ -91,7 +92,7 @@ def _windows(seed: int, W: int, N: int, steps: int, vocab: int) -> list[tuple[in
     return [(draw(1)[0], [draw(W - 1)] + [draw(W) for _ in range(N - 2)], draw(W)) for _ in range(steps)]
 
 
-def check_update_pool(update_pool: Callable) -> bool:
+def check_update_pool(update_pool: Callable, hint: int | None = None) -> CheckResult:
     """update_pool(pool, last, levels, new, guesses) adds one step's n-grams to a dict pool in place, LRU per key."""
 
     def reference(windows, N, G):
@@ -146,10 +147,11 @@ def check_update_pool(update_pool: Callable) -> bool:
             "Do all this in the dict you were passed",
         ),
         describe=lambda c: f"{len(c[0])} step{'s' if len(c[0]) > 1 else ''}, W={len(c[0][0][2])}, N={c[1]}, G={c[2]}",
+        level=hint,
     )
 
 
-def check_verify(verify: Callable) -> bool:
+def check_verify(verify: Callable, hint: int | None = None) -> CheckResult:
     """verify(candidates, first, preds) -> (candidate, n_matched, tokens), as minillm.lookahead.verify_greedy."""
 
     def as_tuple(v):
@@ -183,6 +185,7 @@ def check_verify(verify: Callable) -> bool:
             "at the first mismatch (or after the whole candidate); with G = 0 only `first` is settled",
         ),
         describe=lambda c: f"candidates {c[0].tolist()}, first {c[1]}, preds {c[2].tolist()}",
+        level=hint,
     )
 
 
@@ -195,7 +198,9 @@ def _token(W: int, N: int, index: int) -> str:
     return f"candidate {(index - (N - 1) * W) // (N - 1)}, token {(index - (N - 1) * W) % (N - 1)}"
 
 
-def check_lookahead_mask(lookahead_mask: Callable[[int, int, int], torch.Tensor]) -> bool:
+def check_lookahead_mask(
+    lookahead_mask: Callable[[int, int, int], torch.Tensor], hint: int | None = None
+) -> CheckResult:
     """lookahead_mask(W, N, G) -> bool (T, T), T = (N-1)*W + G*(N-1), equal to lookahead_layout's mask."""
 
     def student(W, N, G):
@@ -227,4 +232,5 @@ def check_lookahead_mask(lookahead_mask: Callable[[int, int, int], torch.Tensor]
             "and levels 1 up to their own in their own column; candidates read x and their own earlier tokens",
         ),
         describe=lambda c: f"W={c[0]}, N={c[1]}, G={c[2]}",
+        level=hint,
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..megabyte import Megabyte, MegabyteConfig
-from .core import CheckFailed, compare, run_check
+from .core import CheckFailed, CheckResult, compare, run_check
 
 V = 259  # bytes + BOS, SINK, PAD: the course's vocabulary
 
@@ -46,7 +46,7 @@ def _located(result: object, expected: torch.Tensor, where: Callable[[tuple[int,
     return got
 
 
-def check_patch_embed(patch_embed: Callable) -> bool:
+def check_patch_embed(patch_embed: Callable, hint: int | None = None) -> CheckResult:
     """patch_embed(ids, token_emb, pos_emb, patch_size) -> (B, K, P·D_G), like Megabyte.global_inputs unshifted."""
 
     def reference(ids, token_emb, pos_emb, patch_size):
@@ -84,10 +84,11 @@ def check_patch_embed(patch_embed: Callable) -> bool:
             "(P, D_G) into one row, slot-major: no transpose is needed",
         ),
         describe=lambda c: f"ids {tuple(c[0].shape)}, D_G = {c[1].shape[1]}, P = {c[3]}",
+        level=hint,
     )
 
 
-def check_global_shift(global_shift: Callable) -> bool:
+def check_global_shift(global_shift: Callable, hint: int | None = None) -> CheckResult:
     """global_shift(h, pad) -> (B, K, C): position k holds patch k - 1 and position 0 the pad."""
     cases = []
     for seed, (B, T, P) in enumerate([(1, 16, 4), (2, 24, 8), (3, 4, 4), (1, 6, 1)]):
@@ -114,10 +115,11 @@ def check_global_shift(global_shift: Callable) -> bool:
             "axis of length 1, then every patch but the last",
         ),
         describe=lambda c: f"h {tuple(c[0].shape)}",
+        level=hint,
     )
 
 
-def check_local_input(local_input: Callable) -> bool:
+def check_local_input(local_input: Callable, hint: int | None = None) -> CheckResult:
     """local_input(slices, patches, local_emb, pad) -> (N, P, D_L), like Megabyte.local_inputs."""
 
     def reference(slices, patches, local_emb, pad):
@@ -155,6 +157,7 @@ def check_local_input(local_input: Callable) -> bool:
             "along the slot axis (one copy per patch), and add the slices: each patch's own bytes, one slot later",
         ),
         describe=lambda c: f"slices {tuple(c[0].shape)}, patches {tuple(c[1].shape)}",
+        level=hint,
     )
 
 
@@ -164,7 +167,9 @@ def _generation_counts(n_prompt: int, n_new: int, patch_size: int) -> tuple[int,
     return model.stats.global_calls, model.stats.global_patches
 
 
-def check_count_global_calls(count_global_calls: Callable[[int, int, int], tuple[int, int]]) -> bool:
+def check_count_global_calls(
+    count_global_calls: Callable[[int, int, int], tuple[int, int]], hint: int | None = None
+) -> CheckResult:
     """count_global_calls(n_prompt, n_new, patch_size) -> (global calls, patch positions computed)."""
 
     def student(n_prompt, n_new, patch_size):
@@ -188,10 +193,13 @@ def check_count_global_calls(count_global_calls: Callable[[int, int, int], tuple
             "exactly once, so count the patches the final sequence touches, a partial last one included",
         ),
         describe=lambda c: f"n_prompt={c[0]}, n_new={c[1]}, P={c[2]}",
+        level=hint,
     )
 
 
-def check_loss_by_slot(loss_by_slot: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
+def check_loss_by_slot(
+    loss_by_slot: Callable[[torch.Tensor, int], torch.Tensor], hint: int | None = None
+) -> CheckResult:
     """loss_by_slot(nll, patch_size) -> (P,): mean of nll (B, T) over the positions t with t % P == p."""
     g = torch.Generator().manual_seed(0)
     cases = [(torch.rand(2, 16, generator=g, dtype=torch.float64), 4), (torch.rand(3, 24, generator=g), 8),
@@ -207,4 +215,5 @@ def check_loss_by_slot(loss_by_slot: Callable[[torch.Tensor, int], torch.Tensor]
             "axis except the slot one",
         ),
         describe=lambda c: f"nll {tuple(c[0].shape)}, P={c[1]}",
+        level=hint,
     )

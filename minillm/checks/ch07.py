@@ -8,7 +8,7 @@ import torch
 
 from ..continuous_attention import GaussianBasis, bin_masses, gaussian_expectation, ridge_regression_matrix
 from ..infinite_former import ContinuousMemory
-from .core import CheckFailed, compare, run_check
+from .core import CheckFailed, CheckResult, compare, run_check
 
 f64 = torch.float64
 
@@ -28,7 +28,7 @@ def _float64(name: str, fn: Callable) -> Callable:
     return wrapped
 
 
-def check_basis_matrix(basis_matrix: Callable) -> bool:
+def check_basis_matrix(basis_matrix: Callable, hint: int | None = None) -> CheckResult:
     """basis_matrix(t, num_basis, sigmas) -> psi(t) (len(t), num_basis), like GaussianBasis(num_basis, sigmas)(t).
 
     The tolerance is float64's (1e-9 relative): a basis computed in float32 and cast at the end is
@@ -68,10 +68,11 @@ def check_basis_matrix(basis_matrix: Callable) -> bool:
         atol=1e-12,
         rtol=1e-9,
         describe=lambda c: f"{len(c[0])} positions, num_basis={c[1]}, sigmas={c[2]}",
+        level=hint,
     )
 
 
-def check_ridge_fit(ridge_fit: Callable) -> bool:
+def check_ridge_fit(ridge_fit: Callable, hint: int | None = None) -> CheckResult:
     """ridge_fit(x, t, num_basis, sigmas, ridge) -> B (num_basis, e), the unpadded ridge fit.
 
     The last case (N=512 narrow bumps, ridge 0.01, L=256) is ill-conditioned: a fit done in float32
@@ -116,10 +117,11 @@ def check_ridge_fit(ridge_fit: Callable) -> bool:
             "rather than inverting it",
         ),
         describe=lambda c: f"x {tuple(c[0].shape)}, num_basis={c[2]}, sigmas={c[3]}, ridge={c[4]}",
+        level=hint,
     )
 
 
-def check_expected_basis(expected_basis: Callable) -> bool:
+def check_expected_basis(expected_basis: Callable, hint: int | None = None) -> CheckResult:
     """expected_basis(mu, sigma_sq, basis_mu, basis_sigma) -> r (..., N) = N(mu; mu_n, sigma_sq + sigma_n^2)."""
     cases = []
     for seed, (shape, N, sigmas) in enumerate(
@@ -142,6 +144,7 @@ def check_expected_basis(expected_basis: Callable) -> bool:
             "variances, and evaluate the normalised density (1 / sqrt(2 pi var) in front) at mu",
         ),
         describe=lambda c: f"mu {tuple(c[0].shape)}, N={len(c[2])}",
+        level=hint,
     )
 
 
@@ -151,7 +154,7 @@ def _reference_contract(coef, x_new, tau, num_samples, num_basis, sigmas, ridge)
     return memory.update(x_new).coefficients
 
 
-def check_contract(contract: Callable) -> bool:
+def check_contract(contract: Callable, hint: int | None = None) -> CheckResult:
     """contract(coef, x_new, tau, num_samples, num_basis, sigmas, ridge) -> B (N, e), as ContinuousMemory.update
     without padding."""
     cases = []
@@ -181,10 +184,11 @@ def check_contract(contract: Callable) -> bool:
         atol=1e-6,
         rtol=1e-6,
         describe=lambda c: f"N={c[4]}, L={len(c[1])}, tau={c[2]}, M={c[3]}",
+        level=hint,
     )
 
 
-def check_bin_masses(masses_fn: Callable) -> bool:
+def check_bin_masses(masses_fn: Callable, hint: int | None = None) -> CheckResult:
     """bin_masses(mu (Q,), sigma_sq (Q,), num_bins) -> (num_bins,): each density's mass per bin of [0, 1], summed."""
     cases = [
         (torch.tensor([0.5], dtype=f64), torch.tensor([0.1**2], dtype=f64), 10),
@@ -205,4 +209,5 @@ def check_bin_masses(masses_fn: Callable) -> bool:
         atol=1e-8,
         rtol=1e-6,
         describe=lambda c: f"{len(c[0])} densities, {c[2]} bins",
+        level=hint,
     )

@@ -144,6 +144,12 @@ def pool_one_too_many(pool, last, levels, new, guesses):  # keeps guesses + 1 ta
             tails.pop(0)
 
 
+def pool_slices_to_guesses(pool, last, levels, new, guesses):  # tails[-guesses:] keeps everything at 0
+    for key, tail in _columns(last, levels, new):
+        tails = [t for t in pool.get(key, []) if t != tail] + [tail]
+        pool[key] = tails[-guesses:]
+
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 3: verification
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +293,7 @@ EXERCISES = {
             pool_key_off_by_one,
             pool_tail_without_new,
             pool_one_too_many,
+            pool_slices_to_guesses,
         ],
     ),  # fmt: skip
     "check_verify": (

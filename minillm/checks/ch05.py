@@ -132,6 +132,7 @@ def check_update_pool(update_pool: Callable, hint: int | None = None) -> CheckRe
         (_windows(4, 4, 3, 6, 2), 3, 3),  # two tokens: tails repeat all the time
         (_windows(2, 4, 5, 6, 3), 5, 3),
         (_windows(3, 2, 3, 5, 2), 3, 1),
+        (_windows(5, 3, 3, 2, 4), 3, 0),  # no guesses: the pool stays empty (tails[-0:] keeps everything)
     ]
     return run_check(
         "update_pool",

@@ -143,9 +143,9 @@ def check_update_pool(update_pool: Callable, hint: int | None = None) -> CheckRe
             "compare your pool with the expected one after the step named above: each key's list runs oldest "
             "first, a tail appears at most once per key, and a key keeps at most `guesses` tails",
             "for each column, in order: find its key (the level-0 token before the column, `last` for column 0) "
-            "and its tail (the column read down levels[1:], then new), a tuple; if the key's list already holds "
-            "that tail, take it out; append it; if the list is now longer than `guesses`, drop its first element. "
-            "Do all this in the dict you were passed",
+            "and its tail (the column read down every level after the first, then new), a tuple; if the key's "
+            "list already holds that tail, take it out; append it; if the list is now longer than `guesses`, drop "
+            "its first element. Do all this in the dict you were passed",
         ),
         describe=lambda c: f"{len(c[0])} step{'s' if len(c[0]) > 1 else ''}, W={len(c[0][0][2])}, N={c[1]}, G={c[2]}",
         level=hint,

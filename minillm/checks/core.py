@@ -96,8 +96,8 @@ def _fmt(x: Any) -> str:
 def _summary(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         if x.numel() <= 8:
-            values = [round(v, 6) if isinstance(v, float) else v for v in x.flatten().tolist()]
-            return f"tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} {values}"
+            values = ", ".join(_fmt(v) for v in x.flatten().tolist())
+            return f"tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} [{values}]"
         return f"tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}"
     text = repr(x)
     return text if len(text) <= 80 else text[:77] + "..."

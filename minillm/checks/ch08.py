@@ -104,7 +104,7 @@ def _inside(buffer: torch.Tensor, view: torch.Tensor, lanes: torch.Tensor, what:
 
     Writes outside the view are a missing store mask when they all fall where the lanes past the edge
     point (and the view is complete); otherwise the store's addresses are wrong (an offset or a stride).
-    Entries of the view left NaN were never stored.
+    Entries of the view that still hold the marked NaN were never stored.
     """
     inside, padding = _positions(view, buffer.numel()), _positions(lanes, buffer.numel())
     stray = ~_unwritten(buffer) & ~inside

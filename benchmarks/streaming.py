@@ -1,17 +1,22 @@
 """StreamingLLM at scale: a 64K-token stream through a sink cache, and the per-token speed-up over
 sliding window with re-computation (Xiao et al., 2023, arXiv 2309.17453, Figures 3, 5 and 10).
 
-    python benchmarks/streaming.py                       # base, 65,536 tokens, caches 128..1024
-    python benchmarks/streaming.py --tokens 8192 --quick # a smoke test
+    python benchmarks/streaming.py --checkpoint smollm2-135m   # SmolLM2, 65,536 tokens, cache 4 + 1020
+    python benchmarks/streaming.py --checkpoint base            # the course's byte model, cache 4 + 124
+    python benchmarks/streaming.py --parts latency              # re-measure one part, keep the other
+    python benchmarks/streaming.py --tokens 8192 --quick        # a smoke test, nothing written
 
-Writes benchmarks/results/streaming.json and streaming.png:
-- perplexity per 1,024-token segment of the prose test stream (the test books, repeated end to end
-  when the stream is longer than the split) for a SinkCache(4, W - 4), a WindowCache(W) and dense
-  attention (dense only as far as it fits: its cost grows with the stream);
-- the cache's memory (bytes of its keys and values) and the process's resident memory per segment:
-  flat for the sink cache, growing for dense;
-- per-token latency of decoding with the sink cache against re-computing the last W tokens, at
-  cache sizes W = 128, 256, 512, 1024, measured in one run, and their ratio.
+Writes benchmarks/results/streaming_CHECKPOINT.json and .png:
+- `stream`: perplexity per 1,024-token segment of the prose test stream (the test books, repeated
+  end to end when the stream is longer than the split, after one BOS) for a SinkCache(4, W - 4), a
+  WindowCache(W) and dense attention (dense only as far as `--dense-tokens`: its cost grows with
+  the stream); the cache's memory (bytes of its keys and values) and the
+  process's resident and peak resident memory after each segment: flat for the sink cache once it is
+  full, growing for dense;
+- `latency`: median milliseconds per decoded token with the sink cache (one token per forward
+  against the full cache) and with re-computation (a fresh forward over the last W tokens), at cache
+  sizes W, measured in one run, and their ratio.
+Each part is written as soon as it finishes, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import statistics
 import time
+from datetime import date
 from pathlib import Path
 
 import matplotlib
@@ -32,27 +40,31 @@ from process_memory import process_memory_mb  # noqa: E402
 
 from minillm import data  # noqa: E402
 from minillm.cache import DenseCache, KVCache, SinkCache, WindowCache  # noqa: E402
-from minillm.pretrained import load_pretrained  # noqa: E402
+from minillm.pretrained import load_pretrained, load_tokenizer  # noqa: E402
 from minillm.streaming import stream_nll  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SEGMENT = 1024
+DEFAULTS = {  # cache size of the long stream, and the cache sizes timed, per model
+    "base": {"window": 128, "caches": [128, 256, 512, 1024]},
+    "smollm2-135m": {"window": 1024, "caches": [256, 512, 1024, 2048]},
+}
 
 
 def cache_bytes(cache: KVCache) -> int:
     return sum(t.numel() * t.element_size() for t in cache.keys + cache.values)
 
 
-def long_stream(n_tokens: int) -> list[int]:
-    """BOS + the prose test split, repeated end to end until the stream has n_tokens tokens."""
-    split = data.load_bytes("prose", "test").tolist()
-    body = (split * math.ceil(n_tokens / len(split)))[: n_tokens - 1]
-    return [256, *body]
+def long_stream(checkpoint: str, n_tokens: int) -> list[int]:
+    """BOS + the prose test split's tokens, repeated end to end until the stream has n_tokens."""
+    tok = load_tokenizer(checkpoint)
+    body = tok.encode(data.load_text("prose", "test"))
+    return [tok.bos_id, *(body * math.ceil(n_tokens / len(body)))[: n_tokens - 1]]
 
 
 @torch.no_grad()
 def stream_by_segment(model, ids: list[int], cache: KVCache, chunk: int) -> dict:
-    """Per-segment perplexity, cache bytes and RSS, streaming `ids` through one cache in chunks."""
+    """Per-segment perplexity, cache bytes and memory, streaming `ids` through one cache in chunks."""
     segments, nll_all = [], []
     for start in range(0, len(ids) - 1, SEGMENT):
         # segments overlap by one token: the last one of a segment is the input that predicts the next's first
@@ -64,92 +76,141 @@ def stream_by_segment(model, ids: list[int], cache: KVCache, chunk: int) -> dict
                 "ppl": round(nll.mean().exp().item(), 4),
                 "cache_bytes": cache_bytes(cache),
                 "rss_mb": round(process_memory_mb("VmRSS"), 1),
+                "peak_rss_mb": round(process_memory_mb("VmHWM"), 1),
             }
         )
     after_first = torch.cat(nll_all[1:]).mean().exp().item() if len(nll_all) > 1 else float("nan")
     return {"segments": segments, "ppl_after_first_segment": round(after_first, 4)}
 
 
+def _median_ms(step, n: int) -> float:
+    """Median wall clock of `step(i)` over i in range(n), in milliseconds."""
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 @torch.no_grad()
-def per_token_latency(model, cache_size: int, n_tokens: int = 64) -> dict:
-    """Seconds per decoded token: sink cache (one token per forward) vs re-computing the window."""
-    ids = torch.tensor([long_stream(cache_size + n_tokens + 1)])
+def per_token_latency(model, ids: list[int], cache_size: int, n_sink: int, n_recompute: int) -> dict:
+    """Median ms per decoded token: sink cache (one token per forward) vs re-computing the window."""
+    ids = torch.tensor([ids[: cache_size + n_sink + 1]])
     cache = SinkCache(4, cache_size - 4)
-    model(ids[:, :cache_size], cache=cache)  # fill the cache
-    start = time.perf_counter()
-    for t in range(cache_size, cache_size + n_tokens):
-        model(ids[:, t : t + 1], cache=cache)
-    sink = (time.perf_counter() - start) / n_tokens
-    start = time.perf_counter()
-    for t in range(cache_size, cache_size + n_tokens):
-        model(ids[:, t - cache_size + 1 : t + 1])  # a fresh forward over the last cache_size tokens
-    recompute = (time.perf_counter() - start) / n_tokens
+    model(ids[:, :cache_size], cache=cache)  # fill the cache: every timed step then evicts one entry
+    model(ids[:, cache_size : cache_size + 1], cache=cache)  # one untimed step (warm-up)
+    sink = _median_ms(lambda i: model(ids[:, cache_size + 1 + i : cache_size + 2 + i], cache=cache), n_sink - 1)
+    # a fresh forward over the last cache_size tokens, as for the same tokens above
+    recompute = _median_ms(lambda i: model(ids[:, i + 2 : cache_size + 2 + i]), n_recompute)
     return {
         "cache": cache_size,
-        "sink_ms": round(1000 * sink, 3),
-        "recompute_ms": round(1000 * recompute, 3),
+        "sink_ms": round(sink, 3),
+        "recompute_ms": round(recompute, 3),
         "speedup": round(recompute / sink, 2),
+        "steps_timed": {"sink": n_sink - 1, "recompute": n_recompute},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="base")
-    parser.add_argument("--tokens", type=int, default=65_536)
-    parser.add_argument("--window", type=int, default=128, help="cache size W for the perplexity stream")
+    parser.add_argument("--checkpoint", default="base", choices=sorted(DEFAULTS))
+    parser.add_argument("--parts", nargs="+", default=["stream", "latency"], choices=["stream", "latency"])
+    parser.add_argument("--tokens", type=int, default=65_536, help="length of the sink-cache stream (>= 2048)")
+    parser.add_argument("--window", type=int, help="cache size W of the long stream (default: per model)")
     parser.add_argument("--dense-tokens", type=int, default=4096, help="how far to run dense attention")
-    parser.add_argument("--caches", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--caches", type=int, nargs="+", help="cache sizes to time (default: per model)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="small run, results not written")
     args = parser.parse_args()
+    window = args.window or DEFAULTS[args.checkpoint]["window"]
+    caches = args.caches or DEFAULTS[args.checkpoint]["caches"]
+    for name, value, low in (("--tokens", args.tokens, 2 * SEGMENT), ("--dense-tokens", args.dense_tokens, 2)):
+        if value < low:
+            parser.error(f"{name} must be >= {low}, got {value}")
+    if window < 5 or min(caches) < 5:
+        parser.error("--window and --caches must be >= 5 (4 sinks + at least one recent token)")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.checkpoint)
-    ids = long_stream(args.tokens)
-    W = args.window
-    result = {
-        "checkpoint": args.checkpoint,
-        "tokens": args.tokens,
-        "window": W,
-        "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-    }
-    t0 = time.time()
-    result["sink"] = stream_by_segment(model, ids, SinkCache(4, W - 4), chunk=256)
-    result["window_attention"] = stream_by_segment(model, ids[: args.dense_tokens], WindowCache(W), chunk=256)
-    result["dense"] = stream_by_segment(model, ids[: args.dense_tokens], DenseCache(), chunk=256)
-    result["stream_seconds"] = round(time.time() - t0, 1)
-    result["latency"] = [per_token_latency(model, c, 16 if args.quick else 64) for c in args.caches]
-    print(json.dumps({k: v for k, v in result.items() if k not in ("sink", "window_attention", "dense")}, indent=1))
-    print("sink ppl after the first segment:", result["sink"]["ppl_after_first_segment"])
-    if args.quick:
-        return
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, RESULTS / "streaming.png")
+    ids = long_stream(args.checkpoint, max(args.tokens, max(caches) + 64))
+    path = RESULTS / f"streaming_{args.checkpoint}.json"
+    result = json.loads(path.read_text()) if path.exists() and not args.quick else {}
+    result.update(
+        checkpoint=args.checkpoint,
+        cpu=platform.processor() or platform.machine(),
+        cpu_cores=os.cpu_count(),
+        torch=torch.__version__,
+    )
+
+    def save(part: str, value: dict) -> None:
+        result[part] = {**value, "threads": args.threads, "date": date.today().isoformat()}
+        if not args.quick:
+            RESULTS.mkdir(exist_ok=True)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            plot(result, path.with_suffix(".png"))
+        print(part, "done", flush=True)
+
+    if "stream" in args.parts:
+        t0 = time.time()
+        stream = ids[: args.tokens]
+        save(
+            "stream",
+            {
+                "tokens": args.tokens,
+                "window": window,
+                "sink": stream_by_segment(model, stream, SinkCache(4, window - 4), chunk=256),
+                "window_attention": stream_by_segment(model, stream, WindowCache(window), chunk=256),
+                "dense": stream_by_segment(model, stream[: args.dense_tokens], DenseCache(), chunk=256),
+                "seconds": round(time.time() - t0, 1),
+            },
+        )
+        print("sink ppl after the first segment:", result["stream"]["sink"]["ppl_after_first_segment"])
+    if "latency" in args.parts:
+        rows = []
+        for c in caches:
+            # re-computation costs a forward over c tokens per step: fewer steps at large caches
+            rows.append(per_token_latency(model, ids, c, 8 if args.quick else 33, 2 if args.quick else 5))
+            print(rows[-1], flush=True)
+        save("latency", {"rows": rows})
 
 
 def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name, key in (("4 sinks + window", "sink"), ("window", "window_attention"), ("dense", "dense")):
-        segs = result[key]["segments"]
-        axes[0].plot([s["start"] / 1000 for s in segs], [s["ppl"] for s in segs], "o-", ms=3, label=name)
-        axes[1].plot([s["start"] / 1000 for s in segs], [s["cache_bytes"] / 1e6 for s in segs], "o-", ms=3, label=name)
-    axes[0].set(
-        xlabel="thousand tokens",
-        ylabel="perplexity per 1K-token segment",
-        yscale="log",
-        title=f"{result['checkpoint']}, cache {result['window']}",
-    )
-    axes[1].set(xlabel="thousand tokens", ylabel="KV cache (MB)", title="memory")
-    lat = result["latency"]
-    axes[2].plot([r["cache"] for r in lat], [r["recompute_ms"] for r in lat], "o-", label="re-computation")
-    axes[2].plot([r["cache"] for r in lat], [r["sink_ms"] for r in lat], "o-", label="sink cache")
-    axes[2].set(xlabel="cache size", ylabel="ms per token", xscale="log", yscale="log", title="per-token latency")
+    if "stream" in result:
+        stream = result["stream"]
+        for name, key in (("4 sinks + window", "sink"), ("window", "window_attention"), ("dense", "dense")):
+            segs = stream[key]["segments"]
+            starts = [s["start"] / 1000 for s in segs]
+            axes[0].plot(starts, [s["ppl"] for s in segs], "o-", ms=3, label=name)
+            axes[1].plot(starts, [s["cache_bytes"] / 1e6 for s in segs], "o-", ms=3, label=f"{name}: KV cache")
+        segs = stream["sink"]["segments"]
+        axes[1].plot([s["start"] / 1000 for s in segs], [s["peak_rss_mb"] for s in segs], "k--", label="process peak RSS")
+        axes[0].set(
+            xlabel="thousand tokens into the stream",
+            ylabel="perplexity per 1K-token segment",
+            yscale="log",
+            title=f"{result['checkpoint']}, cache {stream['window']}",
+        )
+        axes[1].set(xlabel="thousand tokens into the stream", ylabel="MB", yscale="log", title="memory")
+    if "latency" in result:
+        lat = result["latency"]["rows"]
+        axes[2].plot([r["cache"] for r in lat], [r["recompute_ms"] for r in lat], "o-", label="re-computation")
+        axes[2].plot([r["cache"] for r in lat], [r["sink_ms"] for r in lat], "o-", label="sink cache")
+        axes[2].set(
+            xlabel="cache size (tokens)",
+            ylabel="median ms per token",
+            xscale="log",
+            yscale="log",
+            title=f"per-token latency, {result['latency']['threads']} thread(s)",
+        )
     for ax in axes:
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

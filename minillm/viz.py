@@ -144,15 +144,21 @@ def attention_grid(
     log: bool = False,
     size: float = 1.8,
     mask: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
 ) -> plt.Figure:
     """All heads of all layers: attn is the model's list of (B, H, T, S), one per layer.
 
     Every panel shares one colour scale (0..1, or -4..0 in log10) and one colorbar, so panels compare.
+    To draw a few layers of a deep model, pass those layers' maps and their numbers as `layers`
+    (the row labels; default 0, 1, 2, ...).
     """
     layers_ok = not isinstance(attn, torch.Tensor) and len(attn) > 0
     if not layers_ok or any(not isinstance(a, torch.Tensor) or a.dim() != 4 for a in attn):
         raise ValueError("attn must be a non-empty list of (B, H, T, S) tensors, one per layer (return_attn=True)")
     n_layers, n_heads = len(attn), attn[0].shape[1]
+    layers = list(range(n_layers)) if layers is None else list(layers)
+    if len(layers) != n_layers:
+        raise ValueError(f"layers must name one layer per map: {n_layers} maps, {len(layers)} layer numbers")
     vmin, vmax = (-4.0, 0.0) if log else (0.0, 1.0)
     fig, axes = plt.subplots(n_layers, n_heads, figsize=(size * n_heads + 1, size * n_layers), squeeze=False)
     for layer, layer_attn in enumerate(attn):
@@ -164,7 +170,7 @@ def attention_grid(
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel("key" if layer == n_layers - 1 else "", fontsize=8)
-            ax.set_ylabel(f"layer {layer}\nquery" if head == 0 else "", fontsize=8)
+            ax.set_ylabel(f"layer {layers[layer]}\nquery" if head == 0 else "", fontsize=8)
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
     fig.tight_layout()

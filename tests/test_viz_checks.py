@@ -31,6 +31,15 @@ def test_attention_grid_has_one_panel_per_layer_and_head(small_model):
     plt.close("all")
 
 
+def test_attention_grid_labels_rows_with_the_layers_drawn(small_model):
+    attn = small_model(torch.randint(0, 256, (1, 10)), return_attn=True).attn
+    fig = attention_grid(attn[1:2], layers=[1])
+    assert fig.axes[0].get_ylabel().startswith("layer 1")
+    with pytest.raises(ValueError, match="layers must name one layer per map"):
+        attention_grid(attn, layers=[0])
+    plt.close("all")
+
+
 def test_plots_reject_tensors_of_the_wrong_shape(small_model):
     attn = small_model(torch.randint(0, 256, (1, 6)), return_attn=True).attn
     with pytest.raises(ValueError, match="mask must be 2-D"):

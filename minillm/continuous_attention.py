@@ -77,7 +77,7 @@ def ridge_regression_matrix(
 ) -> torch.Tensor:
     """G (L, N) such that B = G^T X (N, e) is the ridge fit of X (L, e) placed at `positions` (L,).
 
-    Two fits. pad=False is the paper's equation (§3.1): B = (F F^T + ridge I)^-1 F X with
+    Two fits. pad=False is the paper's equation: B = (F F^T + ridge I)^-1 F X with
     F = psi(positions)^T (N, L). pad=True is the reference code's (`compute_G` on
     `linspace(-0.5 + s, 1.5 - s, 2L)`): the fit also sees L // 2 zero vectors on each side of
     [0, 1], on a grid of spacing 1/L, and G keeps only the rows of the real vectors, so the signal

@@ -10,11 +10,13 @@ counted among them: `n_local` is the reference's `local_branch`, one more than S
   branches. Local pairs (d < n_local) are scored at their true distance, never clamped; global keys
   outside the window (d >= n_local) are scored at exactly L, even where d < L.
 
-They agree whenever L = n_local (the paper's and the reference's set-up, L = n_local = L_pretrain),
-and differ when L < n_local - 1 (the clamp also clamps local pairs) or L > n_local (the clamp keeps
-global keys at their true distance d until d > L). One detail of the reference is not copied: it
-uses min(L, S - 1), with S the number of keys so far, so a forward shorter than L scores its far
-global keys at S - 1 and the result depends on how a stream is chunked; we always use L.
+They agree when L = n_local (the paper's and the reference's set-up, L = n_local = L_pretrain) or
+L = n_local - 1, and differ when L < n_local - 1 (the clamp also clamps local pairs) or L > n_local
+(the clamp keeps global keys at their true distance d until d > L). One detail of the reference is
+not copied: it uses min(L, S - 1), with S the number of keys so far, so a forward shorter than L
+scores its far global keys at S - 1 and the result depends on how a stream is chunked; we always
+use L.
+
 A dense implementation builds the T x T score matrix and masks most of it away. Here queries go
 in blocks of `n_local`: a block needs only the global keys and the keys from n_local - 1 before
 its first query to its last one, so memory is O(T * (n_global + 2 * n_local)) instead of O(T^2).

@@ -156,23 +156,31 @@ class SinkCache(KVCache):
 
 
 class LambdaCache(KVCache):
-    """LM-Infinite: the first `n_global` entries + the `n_local` most recent, at true distances,
-    with every distance above `max_distance` clamped to it.
+    """LM-Infinite: the first `n_global` entries + the `n_local` most recent (the query counted
+    among them), at true distances, with the distance rule `mode`: "clamp" scores every distance
+    above `max_distance` at it; "reference" (the reference code) scores global keys outside the
+    window at exactly `max_distance` and never clamps the window (minillm.lambda_attention).
 
     The reference keeps the middle tokens (they are never attended without its optional top-k);
     we evict them, so memory stays constant: n_global + n_local - 1 entries between forwards.
     """
 
-    def __init__(self, n_global: int, n_local: int, max_distance: int) -> None:
+    def __init__(self, n_global: int, n_local: int, max_distance: int, *, mode: str = "clamp") -> None:
         super().__init__()
         _check_size("n_global", n_global, 0)
         _check_size("n_local", n_local, 1)
         _check_size("max_distance", max_distance, 1)
-        self.n_global, self.n_local, self.max_distance = n_global, n_local, max_distance
+        if mode not in ("clamp", "reference"):
+            raise ValueError(f"mode must be 'clamp' or 'reference', got {mode!r}")
+        self.n_global, self.n_local, self.max_distance, self.mode = n_global, n_local, max_distance, mode
         self.mask_mod = masks.lambda_shaped(n_global, n_local)
 
     def far_pairs(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> dict[str, torch.Tensor]:
-        return distance_limit(q_pos, k_pos, self.max_distance)
+        if self.mode == "clamp":
+            return distance_limit(q_pos, k_pos, self.max_distance)
+        from .lambda_attention import far_pairs  # here: lambda_attention imports model, which imports us
+
+        return far_pairs(q_pos, k_pos, self.n_local, self.max_distance, self.mode)
 
     def keep(self, n_entries: int) -> torch.Tensor | None:
         recent = self.n_local - 1  # the next query sees these and itself

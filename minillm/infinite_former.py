@@ -41,9 +41,11 @@ class ContinuousMemory:
 
     num_basis N and sigmas define the Gaussian basis; ridge is lambda of the ridge fit; tau is the
     share of [0, 1] the old signal keeps at each update; num_samples M is how many points of the
-    old signal an update re-fits; pad adds the reference's zero padding (see
-    `ridge_regression_matrix`: exact inside, but a signal that is not 0 at the ends dips within
-    ~2 sigma of them); jitter draws sticky samples inside their bins (see `sample_sticky_positions`).
+    old signal an update re-fits; pad picks the fit: True (default) the reference code's, with
+    zero padding outside [0, 1], False the paper's equation (see `ridge_regression_matrix`: the
+    padded fit reads ~0 outside [0, 1] but dips near the ends where the signal is not 0, up to
+    0.46 on a signal of 1); jitter draws sticky samples inside their bins (see
+    `sample_sticky_positions`).
     Vectors may carry a leading batch dim: x (L, e) or (batch, L, e).
     """
 
@@ -65,6 +67,8 @@ class ContinuousMemory:
             raise ValueError(f"tau must lie strictly between 0 and 1, got {tau!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        if not isinstance(pad, bool) or not isinstance(jitter, bool):
+            raise TypeError(f"pad and jitter must be bools, got pad={pad!r}, jitter={jitter!r}")
         self.num_basis, self.sigmas = num_basis, tuple(sigmas)
         self.ridge, self.tau, self.num_samples = float(ridge), float(tau), num_samples
         self.pad, self.jitter = pad, jitter
@@ -162,6 +166,10 @@ class MemoryConfig:
     num_samples: int = 256  # M points of the old signal re-fitted per update (reference 512)
     num_bins: int = 128  # histogram bins of sticky memories
     min_sigma_sq: float = 1e-4  # floor of the density's variance (reference: 1e-4 GPT-2, 1e-6 sorting)
+    # The fit: True, the reference's zero-padded one (the default: the model's densities are
+    # integrated over the whole line, and padding makes their mass outside [0, 1] read ~0); False,
+    # the paper's equation (exact near the ends, but it extrapolates beyond them).
+    pad: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.mem_len, bool) or not isinstance(self.mem_len, int) or self.mem_len < 0:
@@ -172,10 +180,14 @@ class MemoryConfig:
             raise ValueError("MemoryConfig.sticky needs use_ltm=True")
         if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins <= 0:
             raise ValueError(f"MemoryConfig.num_bins must be a positive int, got {self.num_bins!r}")
+        if not isinstance(self.pad, bool):
+            raise TypeError(f"MemoryConfig.pad must be a bool, got {self.pad!r}")
         self.new_ltm()  # validates num_basis, sigmas, ridge, tau, num_samples
 
     def new_ltm(self) -> ContinuousMemory:
-        return ContinuousMemory(self.num_basis, self.sigmas, self.ridge, self.tau, num_samples=self.num_samples)
+        return ContinuousMemory(
+            self.num_basis, self.sigmas, self.ridge, self.tau, num_samples=self.num_samples, pad=self.pad
+        )
 
 
 class LayerMemory:

@@ -1,7 +1,22 @@
 """LM-Infinite's Λ-shaped attention, blockwise (Han et al., 2023, arXiv 2308.16137).
 
-Every query sees the first `n_global` tokens and the `n_local` most recent ones (itself included),
-and every pair farther apart than `max_distance` is scored as if it sat exactly that far apart.
+Every query sees the first `n_global` tokens and the `n_local` most recent ones (the query itself
+counted among them: `n_local` is the reference's `local_branch`, one more than StreamingLLM's
+`window`, which does not count the query). Two rules for the distances fed to RoPE (`mode`):
+
+- "clamp" (the paper's formula, the default): every pair farther apart than `max_distance` = L is
+  scored as if it sat exactly L apart, i.e. at min(d, L), local pairs included;
+- "reference" (the reference code, `models/llama.py` + `models/lambda_attention.py`): two
+  branches. Local pairs (d < n_local) are scored at their true distance, never clamped; global keys
+  outside the window (d >= n_local) are scored at exactly L, even where d < L.
+
+They agree when L = n_local (the paper's and the reference's set-up, L = n_local = L_pretrain) or
+L = n_local - 1, and differ when L < n_local - 1 (the clamp also clamps local pairs) or L > n_local
+(the clamp keeps global keys at their true distance d until d > L). One detail of the reference is
+not copied: it uses min(L, S - 1), with S the number of keys so far, so a forward shorter than L
+scores its far global keys at S - 1 and the result depends on how a stream is chunked; we always
+use L.
+
 A dense implementation builds the T x T score matrix and masks most of it away. Here queries go
 in blocks of `n_local`: a block needs only the global keys and the keys from n_local - 1 before
 its first query to its last one, so memory is O(T * (n_global + 2 * n_local)) instead of O(T^2).
@@ -41,6 +56,34 @@ def block_keys(
     )
 
 
+MODES = ("clamp", "reference")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def far_pairs(
+    q_pos: torch.Tensor, k_pos: torch.Tensor, n_local: int, max_distance: int, mode: str = "clamp"
+) -> dict[str, torch.Tensor]:
+    """AttentionStep's far / far_q_pos / far_k_pos under LM-Infinite's distance rule `mode`.
+
+    "clamp": every pair more than max_distance apart, at exactly max_distance. "reference": every
+    pair at least n_local apart (outside the local window, so visible only if its key is global),
+    at exactly max_distance; pairs inside the window keep their true distance. Either way "at
+    distance L" means the query rotated by L against the un-rotated key.
+    """
+    check_mode(mode)
+    if mode == "clamp":
+        return distance_limit(q_pos, k_pos, max_distance)
+    return {
+        "far": (q_pos[:, None] - k_pos[None, :]) >= n_local,  # (T, S): masked ones are never read
+        "far_q_pos": torch.full_like(q_pos, max_distance),
+        "far_k_pos": torch.zeros_like(k_pos),
+    }
+
+
 def lambda_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -50,12 +93,17 @@ def lambda_attention(
     max_distance: int,
     rope_base: float = 10000.0,
     block_size: int | None = None,
+    mode: str = "clamp",
 ) -> torch.Tensor:
-    """Λ attention of un-rotated q, k, v (B, H, T, D) at positions 0..T-1: output (B, H, T, D)."""
+    """Λ attention of un-rotated q, k, v (B, H, T, D) at positions 0..T-1: output (B, H, T, D).
+
+    n_local counts the query; `mode` picks the distance rule ("clamp" or "reference", see above).
+    """
     if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
         raise ValueError(f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}")
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
     _check_int("max_distance", max_distance, 1)
+    check_mode(mode)
     T, device = q.shape[2], q.device
     block = block_size or n_local
     out = torch.empty_like(q)
@@ -65,7 +113,7 @@ def lambda_attention(
         keys = block_keys(start, stop, n_global, n_local, device)  # (S,) global, then local
         queries = torch.arange(start, stop, device=device)  # (b,)
         mask = mask_mod(zero, zero, queries[:, None], keys[None, :])  # (b, S)
-        step = AttentionStep(queries, keys, mask, **distance_limit(queries, keys, max_distance))
+        step = AttentionStep(queries, keys, mask, **far_pairs(queries, keys, n_local, max_distance, mode))
         out[:, :, start:stop], _ = rope_attention(q[:, :, start:stop], k[:, :, keys], v[:, :, keys], step, rope_base)
     return out
 
@@ -122,8 +170,12 @@ def lambda_forward(
     insert_at: int | None = None,
     first_query: int | None = None,
     return_weights: bool = False,
+    mode: str = "clamp",
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor | None]]:
     """Logits (B, T, V) of a MiniLLM over ids (B, T) with blockwise Λ attention in every layer.
+
+    `mode` is the distance rule of the Λ ("clamp" or "reference", see the module docstring); the
+    top-k middle keys (below) always use the clamp.
 
     With top_k > 0 the queries from position `first_query` on (default: the last one, as the
     reference does for a prompt; during generation every new token is the last query) also see
@@ -145,7 +197,7 @@ def lambda_forward(
         attn = block.attn
         q, k, v = attn.project(block.norm1(x))  # (B, H, T, D), (B, H_kv, T, D) x 2
         k, v = repeat_kv(k, attn.n_heads), repeat_kv(v, attn.n_heads)  # (B, H, T, D)
-        y = lambda_attention(q, k, v, n_global, n_local, max_distance, attn.rope_base)  # (B, H, T, D)
+        y = lambda_attention(q, k, v, n_global, n_local, max_distance, attn.rope_base, mode=mode)  # (B, H, T, D)
         w = None
         if top_k > 0 and layer >= from_layer:
             y[:, :, first_query:], w = topk_middle_attention(

@@ -12,10 +12,11 @@ index within the patch in the local one) on top of the paper's learned positions
 with a LayerNorm (pre-norm blocks need one); the output head is tied to the local byte embedding.
 
 Convention: logits[:, t] is the distribution of byte t given the bytes before it (the paper's
-p(x_t | x_<t)); MiniLLM's logits[:, t] predict byte t + 1 instead. Inputs whose length P does not
-divide are padded at the end with PAD ids: by causality they change no real logit, and their
-logits are dropped. `generate` runs the global model once per patch and the local model once per
-byte, each with its own DenseCache.
+p(x_t | x_<t)); MiniLLM's logits[:, t] predict byte t + 1 instead. `next_byte_logits(model, ids)`
+gives either model's logits in MiniLLM's convention, the last one predicting the byte after ids.
+Inputs whose length P does not divide are padded at the end with PAD ids: by causality they change
+no real logit, and their logits are dropped. `generate` runs the global model once per patch and
+the local model once per byte, each with its own DenseCache.
 """
 
 from __future__ import annotations
@@ -298,16 +299,25 @@ def sample_next(
     return draw(torch.softmax(logits.double(), -1).cpu(), generator)
 
 
+def next_byte_logits(model: Megabyte | MiniLLM, ids: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) whose [:, t] is the distribution of byte t + 1 given ids[:, :t + 1] (B, T),
+    for either architecture: MiniLLM's convention, so [:, -1] predicts the byte after ids.
+
+    A Megabyte's own logits[:, t] score byte t, so it runs on ids plus one PAD byte (which, by
+    causality, no kept logit sees) and drops its first position: T + 1 must fit max_seq_len.
+    """
+    if isinstance(model, Megabyte):
+        return model(F.pad(ids, (0, 1), value=PAD))[:, 1:]
+    return model(ids).logits
+
+
 def byte_loss(model: Megabyte | MiniLLM, ids: torch.Tensor) -> torch.Tensor:
     """Mean NLL (nats) of bytes ids[:, 1:] given the bytes before each, for either architecture.
 
     Both score exactly the same bytes from the same inputs (ids[:, 0] is the start, BOS in the
     course's data), so their losses compare. PAD targets are ignored.
     """
-    if isinstance(model, Megabyte):
-        logits = model(ids)[:, 1:]  # (B, T-1, V): position t scores byte t
-    else:
-        logits = model(ids[:, :-1]).logits  # (B, T-1, V): position t scores byte t + 1
+    logits = next_byte_logits(model, ids[:, :-1])  # (B, T-1, V): position t scores byte t + 1
     return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), ignore_index=PAD)
 
 

@@ -87,6 +87,78 @@ def test_smooth_signal_is_reconstructed_within_a_few_percent_with_64_basis_funct
     assert padded.read(outside).abs().max() < 0.1 < ContinuousMemory(64, pad=False).fit(x).read(outside).abs().max()
 
 
+def _stacked_least_squares(t: torch.Tensor, x: torch.Tensor, num_basis: int, sigmas, ridge: float) -> torch.Tensor:
+    """argmin_B ||psi(t) B - x||^2 + ridge ||B||^2 as the plain least squares of the stacked system
+    [psi(t); sqrt(ridge) I] B = [x; 0]: no normal equations, no inverse."""
+    A = torch.cat([psi_by_hand(t, num_basis, sigmas), math.sqrt(ridge) * torch.eye(num_basis, dtype=f64)])
+    b = torch.cat([x, torch.zeros(num_basis, x.shape[1], dtype=f64)])
+    return torch.linalg.lstsq(A, b, driver="gelsd").solution
+
+
+@pytest.mark.parametrize("L", [40, 41])
+def test_both_fits_equal_an_independent_least_squares(L):
+    """The paper's fit on the L vectors; the padded fit on them plus L // 2 zero vectors a side."""
+    torch.manual_seed(L)
+    N, sigmas, ridge = 16, (0.02, 0.05), 0.3
+    x = torch.randn(L, 3, dtype=f64)
+    paper = ContinuousMemory(N, sigmas, ridge, tau=0.5, pad=False).fit(x).coefficients
+    torch.testing.assert_close(paper, _stacked_least_squares(centres(L), x, N, sigmas, ridge), rtol=1e-8, atol=1e-8)
+    k = L // 2
+    side = (torch.arange(1, k + 1, dtype=f64) - 0.5) / L
+    t = torch.cat([-side.flip(0), centres(L), 1 + side])
+    zeros = torch.zeros(k, 3, dtype=f64)
+    padded = ContinuousMemory(N, sigmas, ridge, tau=0.5, pad=True).fit(x).coefficients
+    expected = _stacked_least_squares(t, torch.cat([zeros, x, zeros]), N, sigmas, ridge)
+    torch.testing.assert_close(padded, expected, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("L", [64, 65])
+def test_padded_fit_is_the_reference_codes_compute_g(L):
+    """deep-spin/infinite-former `compute_G`: G = F^T (F F^T + ridge I)^-1 on linspace(-0.5 + s,
+    1.5 - s, 2L) (2L - 1 points, s = 1/L, for odd L), then the padding rows sliced off."""
+    N, sigmas, ridge = 32, (0.01, 0.05), 1.0
+    if L % 2:
+        positions, cut = torch.linspace(-0.5 + 1 / L, 1.5 - 1 / L, 2 * L - 1, dtype=f64), (L - 1) // 2
+    else:
+        positions, cut = torch.linspace(-0.5 + 1 / (2 * L), 1.5 - 1 / (2 * L), 2 * L, dtype=f64), L // 2
+    F = psi_by_hand(positions, N, sigmas).T  # (N, 2L)
+    G = F.T @ torch.linalg.inv(F @ F.T + ridge * torch.eye(N, dtype=f64))
+    G = G[cut:-cut]  # (L, N)
+    x = torch.randn(L, 2, dtype=f64, generator=torch.Generator().manual_seed(L))
+    got = ContinuousMemory(N, sigmas, ridge, tau=0.5, pad=True).fit(x).coefficients
+    torch.testing.assert_close(got, G.T @ x, rtol=1e-8, atol=1e-8)
+
+
+def test_padding_costs_accuracy_near_the_ends_and_the_paper_fit_does_not():
+    """The numbers of ridge_regression_matrix's docstring: a signal equal to 1 at both ends."""
+    t = centres(256)
+    x = (1 + 0.5 * torch.sin(2 * math.pi * t))[:, None]
+    to_end = torch.minimum(t, 1 - t)
+    fits = {pad: ContinuousMemory(64, (0.01, 0.05), 1.0, pad=pad).fit(x) for pad in (False, True)}
+    err = {pad: (memory.read(t) - x).abs()[:, 0] for pad, memory in fits.items()}
+    assert err[False].max() < 0.02  # the paper's fit: good to 2% everywhere (measured 0.016)
+    assert err[True][to_end < 0.02].max() > 0.4  # padding: a dip of ~0.46 at the ends
+    assert err[True][(to_end > 0.1) & (to_end < 0.15)].max() > 0.02  # still ~3% at 0.1-0.15 from an end
+    assert err[True][to_end > 0.15].max() < 0.02
+
+
+def test_memory_config_selects_the_fit():
+    assert MemoryConfig().new_ltm().pad and not MemoryConfig(pad=False).new_ltm().pad
+    with pytest.raises(TypeError, match="pad must be a bool"):
+        MemoryConfig(pad=1)
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=8, d_model=16, n_layers=1, n_heads=2, max_seq_len=8)
+    model = InfiniteFormer(config, MemoryConfig(mem_len=4, num_basis=8, num_samples=16)).double()
+    ids = torch.randint(0, 8, (1, 8))
+    out = {}
+    for pad in (True, False):
+        model.memory = MemoryConfig(mem_len=4, num_basis=8, num_samples=16, pad=pad)
+        memories = model.new_memories()
+        model(ids, memories)
+        out[pad] = model(ids, memories)  # reads an LTM fitted with this `pad`
+    assert not torch.allclose(out[True], out[False])
+
+
 # ---------------------------------------------------------------- memory size and updates
 
 

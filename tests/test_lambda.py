@@ -163,3 +163,74 @@ def test_bad_top_k_arguments(small_model):
         topk_middle_attention(q, k, v, pos, n_global, n_local, 8, top_k=-1, insert_at=4)
     with pytest.raises(ValueError, match="first_query must lie in 0..9"):
         lambda_forward(small_model, torch.ones(1, 10, dtype=torch.long), 2, 4, 4, top_k=1, first_query=10)
+
+
+# ---------------------------------------------------------------- the reference's two-branch rule
+
+
+def _two_branch(q, k, v, q_pos, n_global, n_local, limit):
+    """The reference's Λ attention written out as its two branches (models/llama.py + lambda_attention.py):
+    a rotary branch over the local window at true distances, a stationary branch over the global
+    keys outside the window (query rotated by `limit`, key un-rotated), one softmax over both.
+    q (B, H, N, D) at positions q_pos (N,), k and v (B, H, S, D) at positions 0..S-1."""
+    S, D = k.shape[2], q.shape[-1]
+    k_pos = torch.arange(S)
+    d = q_pos[:, None] - k_pos[None, :]  # (N, S)
+    rot = apply_rope(q, q_pos) @ apply_rope(k, k_pos).mT / D**0.5  # (B, H, N, S)
+    rot = rot.masked_fill(~((d >= 0) & (d < n_local)), float("-inf"))
+    g = min(n_global, S)
+    stationary = apply_rope(q, torch.full_like(q_pos, limit)) @ k[:, :, :g].mT / D**0.5  # (B, H, N, g)
+    stationary = stationary.masked_fill(~(d[:, :g] >= n_local), float("-inf"))
+    w = torch.cat([stationary, rot], dim=-1).softmax(-1)  # a global key is in one branch or the other
+    return w[..., :g] @ v[:, :, :g] + w[..., g:] @ v
+
+
+@pytest.mark.parametrize(("n_global", "n_local", "limit"), [(3, 8, 5), (3, 8, 7), (3, 8, 8), (3, 8, 13), (0, 6, 3)])
+def test_reference_mode_attention_equals_the_two_branch_reference(n_global, n_local, limit):
+    g = torch.Generator().manual_seed(limit)
+    q, k, v = (torch.randn(1, 2, 50, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    expected = _two_branch(q, k, v, torch.arange(50), n_global, n_local, limit)
+    for block in (None, 1, 7):
+        got = lambda_attention(q, k, v, n_global, n_local, limit, block_size=block, mode="reference")
+        torch.testing.assert_close(got, expected)
+    clamp = lambda_attention(q, k, v, n_global, n_local, limit)
+    assert torch.allclose(clamp, expected) == (limit in (n_local - 1, n_local))  # where the two rules agree
+
+
+def _two_branch_logits(model, ids, n_global, n_local, limit):
+    """A MiniLLM forward with `_two_branch` in every layer: (B, T, V)."""
+    from minillm.model import repeat_kv
+
+    x = model.embed(ids)
+    pos = torch.arange(ids.shape[1])
+    for block in model.blocks:
+        q, k, v = block.attn.project(block.norm1(x))
+        k, v = repeat_kv(k, block.attn.n_heads), repeat_kv(v, block.attn.n_heads)
+        y = _two_branch(q, k, v, pos, n_global, n_local, limit)
+        x = x + block.attn.proj(y.transpose(1, 2).reshape(x.shape))
+        x = x + block.mlp(block.norm2(x))
+    return model.head(model.norm(x))
+
+
+@pytest.mark.parametrize(("n_global", "n_local", "limit"), [(3, 8, 5), (3, 8, 12), (2, 10, 10)])
+@torch.no_grad()
+def test_reference_mode_model_chunked_and_token_by_token_equals_the_two_branch_model(
+    small_model, n_global, n_local, limit
+):
+    ids = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(limit))
+    expected = _two_branch_logits(small_model, ids, n_global, n_local, limit)
+    torch.testing.assert_close(lambda_forward(small_model, ids, n_global, n_local, limit, mode="reference"), expected)
+    for chunk in (1, 7, 40):
+        cache = LambdaCache(n_global, n_local, limit, mode="reference")
+        got = torch.cat([small_model(ids[:, s : s + chunk], cache=cache).logits for s in range(0, 40, chunk)], 1)
+        torch.testing.assert_close(got, expected)
+    clamp = lambda_forward(small_model, ids, n_global, n_local, limit)
+    assert torch.allclose(clamp, expected) == (limit == n_local)
+
+
+def test_distance_mode_is_checked():
+    q = torch.randn(1, 1, 5, 4)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        lambda_attention(q, q, q, 1, 4, 4, mode="paper")
+    with pytest.raises(ValueError, match="mode must be"):
+        LambdaCache(1, 4, 4, mode="Reference")

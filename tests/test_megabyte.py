@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from minillm.config import ModelConfig
-from minillm.megabyte import PAD, Megabyte, MegabyteConfig, byte_loss
+from minillm.megabyte import PAD, Megabyte, MegabyteConfig, byte_loss, next_byte_logits
 from minillm.model import Block, MiniLLM
 from minillm.train_megabyte import PRESETS, flops_per_byte, train
 
@@ -90,6 +90,24 @@ def test_byte_loss_ignores_pad_targets_and_scores_ids_after_the_first() -> None:
         expected = torch.nn.functional.cross_entropy(model(ids)[:, 1:].flatten(0, 1), ids[:, 1:].flatten())
         torch.testing.assert_close(byte_loss(model, ids), expected)
         torch.testing.assert_close(byte_loss(model, padded), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("T", [1, 4, 7, 12])
+def test_next_byte_logits_predict_the_byte_after_each_position_for_both_architectures(T: int) -> None:
+    model = small_model()
+    ids = torch.randint(0, 256, (2, T), generator=torch.Generator().manual_seed(T))
+    with torch.no_grad():
+        got = next_byte_logits(model, ids)  # (2, T, V)
+        assert got.shape == (2, T, 259)
+        for byte in (0, 97):  # whatever follows, Megabyte's logits at T score byte T from ids alone
+            longer = torch.cat([ids, torch.full((2, 1), byte)], dim=1)
+            torch.testing.assert_close(got, model(longer)[:, 1:])
+        # the last one is what generation samples the next byte from (cached path, PAD-free)
+        model.generate(ids[0].tolist(), 1, keep_logits=True)
+        torch.testing.assert_close(got[0, -1], model.stats.logits[0], atol=1e-5, rtol=0)
+        torch.manual_seed(0)
+        flat = MiniLLM(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_seq_len=16)).eval()
+        torch.testing.assert_close(next_byte_logits(flat, ids), flat(ids).logits)
 
 
 @pytest.mark.parametrize("n_prompt", [0, 1, 3, 4, 9, 12])  # multiples of P and not; 0 starts at the pad patch

@@ -1,7 +1,6 @@
 """KV caches: what a model remembers of the stream, and at which positions it sees it.
 
-Every cache stores keys *before* RoPE (as StreamingLLM's reference code does) together with the
-stream index ("time") of each entry. A cache policy is three small decisions:
+A cache policy is three small decisions:
 
 - `mask_mod`: which of the kept keys a new query may see (a function of times, see `masks`);
 - `keep`: which entries survive after a forward (the eviction rule);
@@ -9,12 +8,20 @@ stream index ("time") of each entry. A cache policy is three small decisions:
   entries' indices inside the cache (`WindowCache`, `SinkCache`: StreamingLLM's pos-shift), plus
   `far_pairs`: pairs scored as if closer (LM-Infinite's distance limit, StreamingLLM's sinks).
 
+`KVCache` runs any such policy the readable way: keys stored before RoPE (as StreamingLLM's
+reference code does) with the stream index ("time") of each entry, every kept key rotated again at
+every forward, the cache copied to append and to evict. The package's own caches (`FastCache`)
+give the same logits with O(1) upkeep per token: keys rotated once, written into preallocated
+buffers; `FastCache`'s docstring says why that is the same attention.
+
 Each cache gives the same logits whether a stream is fed one token at a time or in chunks: a
 chunk's queries see exactly the keys, at exactly the distances, they would have seen one by one.
 
-The model drives a cache in three calls per forward: `begin(n_new)` returns the AttentionStep
-(positions and mask), each layer calls `update(layer, k, v)` to append its new keys and values and
-get everything to attend to, and `end()` evicts.
+The model drives a cache per forward: `attach(model)` (a cache belongs to the model that filled
+it), `begin(n_new)` returns the AttentionStep (positions and mask), each layer calls
+`attend(layer, q, k, v, ...)` (the readable path: `update(layer, k, v)` appends the new keys and
+values and returns everything, then `rope_attention`), and `end()` evicts; an interrupted forward
+calls `abort()` instead, which puts the cache back as it was before the forward.
 """
 
 from __future__ import annotations
@@ -86,6 +93,14 @@ class KVCache:
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
         """Place `n_new` new tokens after the cached ones; return where queries and keys sit."""
+        q_times, k_times, q_pos, k_pos = self._place(n_new, device)
+        zero = torch.zeros((), dtype=torch.long, device=device)
+        mask = self.mask_mod(zero, zero, q_times[:, None], k_times[None, :])  # (T, S)
+        mask = torch.broadcast_to(mask, (n_new, len(k_times)))
+        return AttentionStep(q_pos, k_pos, None if mask.all() else mask, **self.far_pairs(q_pos, k_pos))
+
+    def _place(self, n_new: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+        """Stream times of the new tokens (T,) and of every key (S,), and their RoPE positions."""
         if self._step_times is not None:
             raise RuntimeError("begin() called twice without end(): a forward was interrupted")
         self.times = self.times.to(device)
@@ -94,13 +109,8 @@ class KVCache:
         self._step_times = k_times
         if self.positions_in_cache:
             k_pos = torch.arange(len(k_times), device=device)
-            q_pos = k_pos[-n_new:]
-        else:
-            q_pos, k_pos = q_times, k_times
-        zero = torch.zeros((), dtype=torch.long, device=device)
-        mask = self.mask_mod(zero, zero, q_times[:, None], k_times[None, :])  # (T, S)
-        mask = torch.broadcast_to(mask, (n_new, len(k_times)))
-        return AttentionStep(q_pos, k_pos, None if mask.all() else mask, **self.far_pairs(q_pos, k_pos))
+            return q_times, k_times, k_pos[-n_new:], k_pos
+        return q_times, k_times, q_times, k_times
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append layer `layer`'s new keys/values (B, H, T, D); return all of them (B, H, S, D)."""
@@ -204,7 +214,12 @@ class FastCache(KVCache):
         self._at = (0, 0, 0, 0)  # (f, start, end, clock)
         self._rope_base: float | None = None
         self._plan: dict | None = None  # what every layer of the forward in progress shares
-        self._n_new = 0
+        self._n_new = self._n_written = 0  # new tokens of the forward in progress, layers written
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "keep" in vars(cls) and cls.__module__ != __name__:  # the buffers evict by n_fixed / n_recent
+            raise TypeError(f"{cls.__name__} overrides keep(): subclass KVCache for an eviction rule of your own")
 
     def fast_far_pairs(self, q_times: torch.Tensor, k_times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The far pairs of a step in clock times, q_times (T,) and k_times (S,): (far (T, S) bool,
@@ -259,9 +274,11 @@ class FastCache(KVCache):
         self._plan = None
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
-        step = super().begin(n_new, device)  # the readable step: the positions a reader expects
-        self._plan, self._n_new = None, n_new
-        return step
+        """The step holds the readable cache's positions (what a reader of positions expects); the
+        fast path works out its own mask and far pairs at the first layer, so the step has none."""
+        _, _, q_pos, k_pos = self._place(n_new, device)
+        self._plan, self._n_new, self._n_written = None, n_new, 0
+        return AttentionStep(q_pos, k_pos)
 
     def _prepare(self, k: torch.Tensor, rope_base: float) -> dict:
         """At a forward's first write: make room for its entries, and work out once what every
@@ -332,6 +349,7 @@ class FastCache(KVCache):
             if self.far_keys_at_zero:
                 self._k0.append(k.new_empty(shape))
         end, T = self._at[2], k.shape[2]
+        self._n_written += 1
         rot = self._plan["rot_k"]
         self._k[layer][:, :, end : end + T] = k @ rot if T == 1 else rotate(k, *rot)
         self._v[layer][:, :, end : end + T] = v
@@ -373,6 +391,10 @@ class FastCache(KVCache):
         return out.view(B, H, T, D), weights.view(B, H, T, -1) if return_weights else None
 
     def end(self) -> None:
+        if self._n_written != len(self._k):  # e.g. end() in a `finally` after an interrupted layer
+            written, n_layers = self._n_written, len(self._k)
+            self.abort()
+            raise RuntimeError(f"the forward wrote {written} of the cache's {n_layers} layers: cache left as before it")
         times, index = self._step_times, self.keep(len(self._step_times))  # the readable bookkeeping
         f, start, end, clock = self._at
         if self._k:  # the new entries join the kept ones; the policy's evictions move pointers

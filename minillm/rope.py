@@ -64,6 +64,7 @@ def _rotate_half_matrix(head_dim: int) -> torch.Tensor:
     return p
 
 
+@lru_cache(maxsize=64)  # a step's far query sits at the same position step after step
 def rope_matrix(position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """RoPE at one position as a (D, D) matrix, x @ M == rotate(x) at that position: one matmul
     instead of five elementwise ops, which is what a decoding step of one token pays for."""

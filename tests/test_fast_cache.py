@@ -238,3 +238,45 @@ def test_the_cache_protocol_checks_layers_heads_and_dtype(make):
             cache.update(layer, bad, bad)
         cache.abort()
     assert len(cache) == 3 and cache.seen == 3
+
+
+def test_end_after_an_incomplete_forward_restores_the_cache_and_says_so():
+    """Code that calls end() in a `finally` (MEGABYTE's run_blocks) after an interrupted layer."""
+    cache = DenseCache()
+    k = torch.zeros(1, 2, 3, 4)
+    cache.begin(3)
+    for layer in (0, 1):
+        cache.update(layer, k, k)
+    cache.end()
+    cache.begin(1)
+    cache.update(0, k[:, :, :1], k[:, :, :1])
+    with pytest.raises(RuntimeError, match="wrote 1 of the cache's 2 layers"):
+        cache.end()
+    assert len(cache) == 3 and cache.seen == 3 and all(t.shape[2] == 3 for t in cache.keys + cache.values)
+
+
+def test_a_fast_cache_subclass_cannot_change_the_eviction_rule():
+    with pytest.raises(TypeError, match="overrides keep"):
+
+        class Mine(SinkCache):
+            def keep(self, n_entries):
+                return None
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from minillm.pretrained import load_pretrained
+
+    try:
+        return load_pretrained("smollm2-135m")
+    except RuntimeError as e:  # no network and no cache
+        pytest.skip(f"smollm2-135m cannot be fetched: {e}")
+
+
+@pytest.mark.parametrize("make", [lambda: SinkCache(4, 12), lambda: LambdaCache(4, 13, 8)], ids=["sink", "lambda"])
+def test_fast_caches_equal_the_readable_ones_on_smollm2(smollm2, make):
+    """A real GQA model (9 query heads, 3 key/value heads), in float32: equal to float32 rounding."""
+    ids = torch.randint(0, 49152, (1, 30), generator=torch.Generator().manual_seed(8))
+    for chunks in ([1] * 30, [7, 7, 7, 9]):
+        got, want = feed(smollm2, make(), ids, chunks), feed(smollm2, readable(make()), ids, chunks)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

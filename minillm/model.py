@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import masks
-from .attention import AttentionStep, distance_limit, repeat_kv, rope_attention  # noqa: F401 (repeat_kv: re-exported)
+from .attention import AttentionStep, distance_limit, repeat_kv, rope_attention
 from .cache import KVCache
 from .config import ModelConfig
 

@@ -11,9 +11,9 @@ With `size` tokens in the cache, each row times one decoding step (a forward of 
 - `lambda`: `LambdaCache(4, size - 3, size - 3)`, full (LM-Infinite: 4 global + `size - 4` recent
   entries, the globals beyond the distance limit);
 - `recompute`: a fresh forward over the last `size` tokens (sliding window with re-computation).
-Every time is the median of single-step timings (`fastest_ms`: the minimum), taken in rounds that
-interleave the methods so that a burst of load on a shared machine hits all of them alike; the
-load average is recorded.
+Every time is the median of single-step timings (`fastest_ms`: the minimum); each step runs every
+method once in turn (re-computation only every few steps), so that a burst of load on a shared
+machine hits all of them alike; the load average is recorded.
 Writes benchmarks/results/cache_speed.json and cache_speed.png (unless --quick or --out).
 """
 
@@ -61,21 +61,20 @@ def time_row(model, size: int, steps: int, rounds: int, recompute_steps: int) ->
         for start in range(0, size, 256):  # fill in chunks: memory stays small
             model(ids[:, start : min(start + 256, size)], cache=caches[method])
     times: dict[str, list[float]] = {m: [] for m in METHODS}
-    t = size
-    for _ in range(rounds):
+    for i in range(rounds * steps):  # every step runs each method once: a burst of load hits all alike
+        t = size + i
+        token = ids[:, t : t + 1]
         for method in METHODS:
-            n = recompute_steps if method == "recompute" else steps
-            for i in range(n):
-                token = ids[:, t + i : t + i + 1]
-                start = time.perf_counter()
-                if method == "bare":
-                    model(token)
-                elif method == "recompute":
-                    model(ids[:, t + i - size + 1 : t + i + 1])
-                else:
-                    model(token, cache=caches[method])
-                times[method].append(time.perf_counter() - start)
-        t += steps
+            if method == "recompute" and i % max(1, steps // recompute_steps):
+                continue
+            start = time.perf_counter()
+            if method == "bare":
+                model(token)
+            elif method == "recompute":
+                model(ids[:, t - size + 1 : t + 1])
+            else:
+                model(token, cache=caches[method])
+            times[method].append(time.perf_counter() - start)
     row = {"cache": size}
     for method in METHODS:
         row[f"{method}_ms"] = round(1000 * statistics.median(times[method]), 3)
@@ -107,6 +106,7 @@ def main() -> None:
         "threads": args.threads,
         "steps": args.steps,
         "rounds": args.rounds,
+        "interleaved": "per step",
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,

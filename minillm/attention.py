@@ -69,6 +69,14 @@ def distance_limit(q_pos: torch.Tensor, k_pos: torch.Tensor, limit: int) -> dict
     }
 
 
+def repeat_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Grouped-query attention's sharing: (B, H_kv, S, D) -> (B, H, S, D), query head h reading
+    key/value head h // (H // H_kv), as in Llama's `repeat_kv`. A no-op (same tensor) when H_kv = H."""
+    if x.shape[1] == n_heads:
+        return x
+    return x.repeat_interleave(n_heads // x.shape[1], dim=1)
+
+
 def softmax_attention(
     scores: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,3 +121,48 @@ def rope_attention(
         scores = torch.where(step.far, far_scores, scores)  # (B, H, T, S)
     out, weights = softmax_attention(scores, v, step.full_mask())
     return out, weights if return_weights else None
+
+
+def group_heads(x: torch.Tensor, n_kv_heads: int) -> torch.Tensor:
+    """(B, H, T, D) -> (B, H_kv, G*T, D): the G = H / H_kv query heads that share a key/value head
+    (grouped-query attention) as one batch of rows, so shared keys are read once, never repeated."""
+    B, H, T, D = x.shape
+    return x.reshape(B, n_kv_heads, (H // n_kv_heads) * T, D)
+
+
+def stored_attention(
+    q_near: torch.Tensor,
+    q_far: torch.Tensor | None,
+    views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    far: list[torch.Tensor | bool | None],
+    mask: torch.Tensor | None,
+    n_queries: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention over keys stored already rotated, in pieces (`views`), as the fast caches keep them.
+
+    q_near and q_far (B, H_kv, G*T, D) are the queries rotated and scaled, q_near for pairs at
+    their distance, q_far for the far pairs; each view is (keys, far keys, values) (B, H_kv, S_i, D).
+    far[i] says which of view i's pairs are far: None (none), True (all) or a bool (T, S_i).
+    mask (T, S) over all views' keys in order, or None. Returns (out (B, H_kv, G*T, D), weights
+    (B, H_kv, G*T, S)): the same softmax(q k^T) v as `rope_attention`, without re-rotating a key.
+    """
+    pieces = []
+    for (k, k_far, _), is_far in zip(views, far, strict=True):
+        if is_far is True:
+            pieces.append(q_far @ k_far.transpose(-2, -1))
+            continue
+        s = q_near @ k.transpose(-2, -1)  # (B, H_kv, G*T, S_i)
+        if is_far is not None:  # some pairs of this view are far: re-score them
+            s_far = (q_far @ k_far.transpose(-2, -1)).unflatten(2, (-1, n_queries))
+            s = torch.where(is_far, s_far, s.unflatten(2, (-1, n_queries))).flatten(2, 3)
+        pieces.append(s)
+    scores = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)  # (B, H_kv, G*T, S)
+    if mask is not None:  # rows are (head in group, query): the mask repeats for each head
+        scores = scores.unflatten(2, (-1, n_queries)).masked_fill(~mask, float("-inf")).flatten(2, 3)
+    weights = torch.softmax(scores, dim=-1)
+    out, start = None, 0
+    for _, _, v in views:
+        part = weights[..., start : start + v.shape[2]] @ v  # (B, H_kv, G*T, D)
+        out = part if out is None else out + part
+        start += v.shape[2]
+    return out, weights

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import masks
-from .attention import AttentionStep, distance_limit, rope_attention
+from .attention import AttentionStep, distance_limit, repeat_kv, rope_attention
 from .cache import KVCache
 from .config import ModelConfig
 
@@ -28,14 +28,6 @@ from .config import ModelConfig
 class ModelOutput:
     logits: torch.Tensor  # (B, T, V)
     attn: list[torch.Tensor] | None = None  # per layer (B, H, T, S), when return_attn=True
-
-
-def repeat_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Grouped-query attention's sharing: (B, H_kv, S, D) -> (B, H, S, D), query head h reading
-    key/value head h // (H // H_kv), as in Llama's `repeat_kv`. A no-op (same tensor) when H_kv = H."""
-    if x.shape[1] == n_heads:
-        return x
-    return x.repeat_interleave(n_heads // x.shape[1], dim=1)
 
 
 class Attention(nn.Module):
@@ -73,10 +65,11 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
         q, k, v = self.project(x)  # (B, H, T, D), (B, H_kv, T, D) x 2
-        if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, H_kv, S, D): cached keys + new ones, before RoPE
-        k, v = repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads)  # (B, H, S, D)
-        y, weights = rope_attention(q, k, v, step, self.rope_base, return_attn)  # (B, H, T, D)
+        if cache is None:
+            k, v = repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads)  # (B, H, T, D)
+            y, weights = rope_attention(q, k, v, step, self.rope_base, return_attn)  # (B, H, T, D)
+        else:  # the cache appends k, v to what it holds and attends over all of it
+            y, weights = cache.attend(layer, q, k, v, step, self.rope_base, return_attn)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.proj(y), weights
 
@@ -192,6 +185,7 @@ class MiniLLM(nn.Module):
         if cache is None:
             step = full_sequence_step(T, positions, mask_mod, ids.device, max_distance)
         else:
+            cache.attach(self)  # refuses a cache another model filled
             step = cache.begin(T, ids.device)
         x = self.embed(ids)  # (B, T, C)
         attn = []
@@ -199,9 +193,12 @@ class MiniLLM(nn.Module):
             for layer, block in enumerate(self.blocks):
                 x, weights = block(x, step, cache, layer, return_attn)
                 attn.append(weights)
-        finally:
             if cache is not None:
                 cache.end()
+        except BaseException:  # an interrupted forward (Ctrl-C, an error in a layer) leaves no trace
+            if cache is not None:
+                cache.abort()
+            raise
         logits = self.head(self.norm(x))  # (B, T, V)
         return ModelOutput(logits, attn if return_attn else None)
 

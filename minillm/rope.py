@@ -53,3 +53,21 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
     if cos.dim() == 3:
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D): the same positions for every head
     return rotate(x, cos, sin)
+
+
+@lru_cache(maxsize=16)
+def _rotate_half_matrix(head_dim: int) -> torch.Tensor:
+    """P with x @ P == rotate_half(x): column j < D/2 takes -x_{j + D/2}, column j >= D/2 takes x_{j - D/2}."""
+    half, i = head_dim // 2, torch.arange(head_dim)
+    p = torch.zeros(head_dim, head_dim, dtype=torch.float64)
+    p[i[half:], i[:half]], p[i[:half], i[half:]] = -1.0, 1.0
+    return p
+
+
+@lru_cache(maxsize=64)  # a step's far query sits at the same position step after step
+def rope_matrix(position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """RoPE at one position as a (D, D) matrix, x @ M == rotate(x) at that position: one matmul
+    instead of five elementwise ops, which is what a decoding step of one token pays for."""
+    angles = position * rope_frequencies(head_dim, base)  # (D/2,), float64 as in rope_cos_sin
+    cos, sin = torch.cat((angles, angles)).cos(), torch.cat((angles, angles)).sin()
+    return (torch.diag(cos) + _rotate_half_matrix(head_dim) * sin).to(dtype)  # x cos + rotate_half(x) sin

@@ -19,6 +19,17 @@ try:
     import triton  # noqa: F401
 
     TRITON_AVAILABLE, TRITON_UNAVAILABLE_REASON = True, ""
+    # Triton's own library (tl.zeros, tl.full, ...) is decorated when triton is first imported: if
+    # that happened before this file set TRITON_INTERPRET (an earlier `import triton` or
+    # torch.compile), those functions are GPU-only and every interpreted kernel would fail with
+    # "Cannot call @triton.jit'd outside of the scope of a kernel".
+    if os.environ.get("TRITON_INTERPRET") == "1" and type(triton.language.zeros).__name__ != "InterpretedFunction":
+        TRITON_AVAILABLE = False
+        TRITON_UNAVAILABLE_REASON = (
+            "Triton was imported before `kernels` (by `import triton` or torch.compile) without "
+            "TRITON_INTERPRET=1, so it cannot run in its interpreter on this CPU. Restart Python and "
+            "import kernels first, or start Python with TRITON_INTERPRET=1 set."
+        )
 except ImportError as e:  # macOS, Windows: no triton wheels
     TRITON_AVAILABLE = False
     TRITON_UNAVAILABLE_REASON = f"Triton is not installed ({e}); it ships wheels for Linux only."

@@ -15,6 +15,7 @@ import torch
 
 from minillm import masks
 from minillm.attention import reference_attention as explicit_attention
+from minillm.validate import check_int
 
 from .block_map import mask_mod_for, visited_kv_blocks
 
@@ -52,6 +53,7 @@ def blocked_attention(
 
     q, k, v (B, H, T, D) -> (B, H, T, D). `block` is the tile size (queries and keys alike).
     """
+    check_int("block", block, 1)
     mask_mod = mask_mod_for(n_sink, window, causal)
     B, H, T, D = q.shape
     M = -(-T // block)  # number of query blocks (= key blocks)

@@ -22,15 +22,8 @@ class ByteTokenizer:
 
     def encode(self, text: str, bos: bool = False) -> list[int]:
         """UTF-8 bytes of `text`, with BOS first when `bos` is true."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        ids = list(validate.utf8("text", text))
         validate.check_bool("bos", bos)
-        try:
-            ids = list(text.encode("utf-8"))
-        except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800" has no UTF-8 bytes
-            raise ValueError(
-                f"text must be valid Unicode: {e.object[e.start : e.end]!r} at {e.start} is a lone surrogate"
-            ) from None
         return [self.bos_id, *ids] if bos else ids
 
     def decode(self, ids: Iterable[int], show_special: bool = False) -> str:

@@ -47,6 +47,17 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+def utf8(name: str, text: object) -> bytes:
+    """The UTF-8 bytes of `text`, which must be a str of valid Unicode (no lone surrogates)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800" has no UTF-8 bytes
+        bad = e.object[e.start : e.end]
+        raise ValueError(f"{name} must be valid Unicode: {bad!r} at index {e.start} is a lone surrogate") from None
+
+
 def _integer(x: torch.Tensor) -> bool:
     return not (x.dtype == torch.bool or x.is_floating_point() or x.is_complex())
 

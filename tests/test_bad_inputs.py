@@ -454,6 +454,13 @@ CASES = [
         ValueError,
         "x_new",
     ),
+    # ---- kernels ----
+    c("kernels", "blocked_attention block 0", lambda: _kernel("blocked_attention", block=0), ValueError, "block"),
+    c("kernels", "blocked_attention block 2.5", lambda: _kernel("blocked_attention", block=2.5), TypeError, "block"),
+    c("kernels", "window 0", lambda: _kernel("blocked_attention", window=0), ValueError, "window"),
+    c("kernels", "n_sink a float", lambda: _kernel("blocked_attention", n_sink=1.0), TypeError, "n_sink"),
+    c("kernels", "causal an int", lambda: _kernel("blocked_attention", causal=1), TypeError, "causal"),
+    c("kernels", "block_m 3", lambda: _kernel("block_sparse_attention", block_m=32, block_n=3), ValueError, "block_n"),
     # ---- Λ attention ----
     c("lambda_attention", "n_global negative", lambda: _lambda(q, q, q, -1, 4, 4), ValueError, "n_global"),
     c("lambda_attention", "n_local 0", lambda: _lambda(q, q, q, 1, 0, 4), ValueError, "n_local"),
@@ -484,6 +491,13 @@ def _basis(num_basis, sigmas):
     from minillm.continuous_attention import GaussianBasis
 
     return GaussianBasis(num_basis, sigmas)
+
+
+def _kernel(name, **kwargs):
+    import kernels
+
+    x = torch.randn(1, 1, 32, 16)
+    return getattr(kernels, name)(x, x, x, **kwargs)
 
 
 def _lambda(*args):
@@ -519,6 +533,25 @@ def test_the_catalogue_is_large_and_covers_every_module():
 
 
 # ---- behaviour around the errors: what valid input still does, and what a fault leaves behind ----
+
+
+def test_the_bpe_tokenizer_applies_the_same_rules():
+    from minillm.pretrained import cache_dir, load_tokenizer
+
+    if not (cache_dir() / "smollm2-135m.json").exists():
+        pytest.skip("SmolLM2 is not in the cache (python -m minillm.pretrained fetch smollm2-135m)")
+    bpe = load_tokenizer("smollm2-135m")
+    for call, error, name in [
+        (lambda: bpe.decode([72.9]), TypeError, "ids"),
+        (lambda: bpe.decode("123"), TypeError, "ids"),
+        (lambda: bpe.decode([bpe.vocab_size]), ValueError, "ids"),
+        (lambda: bpe.encode("a\ud800"), ValueError, "text"),
+        (lambda: bpe.encode(b"a"), TypeError, "text"),
+        (lambda: bpe.encode("a", bos=1), TypeError, "bos"),
+    ]:
+        with pytest.raises(error, match=name):
+            call()
+    assert bpe.decode(bpe.encode("Hello there")) == "Hello there"
 
 
 def test_a_tiny_temperature_samples_the_argmax_instead_of_nan():

@@ -23,6 +23,7 @@ from . import masks
 from .attention import AttentionStep, distance_limit, rope_attention
 from .model import repeat_kv
 from .rope import rope_cos_sin, rotate
+from .validate import check_qkv
 
 
 def _check_int(name: str, value: int, minimum: int) -> None:
@@ -52,8 +53,7 @@ def lambda_attention(
     block_size: int | None = None,
 ) -> torch.Tensor:
     """Λ attention of un-rotated q, k, v (B, H, T, D) at positions 0..T-1: output (B, H, T, D)."""
-    if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
-        raise ValueError(f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}")
+    check_qkv(q, k, v)
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
     _check_int("max_distance", max_distance, 1)
     T, device = q.shape[2], q.device

@@ -99,6 +99,24 @@ def check_finite_tensor(name: str, x: object) -> torch.Tensor:
     return x
 
 
+def check_qkv(q: object, k: object, v: object) -> None:
+    """Attention inputs: floating tensors of one shape (B, H, T, D), one dtype, one device. (torch
+    would broadcast a key with one head against many, or fail deep inside with a dtype error.)"""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(
+                f"{name} must be a floating tensor (B, H, T, D), got {getattr(x, 'dtype', type(x).__name__)}"
+            )
+    if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
+        raise ValueError(
+            f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+
+
 def model_inputs(ids: object, positions: object) -> None:
     """What MiniLLM.forward's own checks leave out: an empty batch, and positions that are not an
     integer tensor or go backwards (RoPE would rotate by them without complaint)."""

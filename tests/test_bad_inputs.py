@@ -460,12 +460,18 @@ CASES = [
     c("kernels", "window 0", lambda: _kernel("blocked_attention", window=0), ValueError, "window"),
     c("kernels", "n_sink a float", lambda: _kernel("blocked_attention", n_sink=1.0), TypeError, "n_sink"),
     c("kernels", "causal an int", lambda: _kernel("blocked_attention", causal=1), TypeError, "causal"),
+    c("kernels", "blocked k of another dtype", lambda: _kernel("blocked_attention", k=0), TypeError, "q, k, v"),
+    c("kernels", "reference k with one head", lambda: _kernel("reference_attention", k=1), ValueError, "q, k, v"),
+    c("kernels", "blocked q a list", lambda: _kernel("blocked_attention", q=[1.0]), TypeError, "q"),
     c("kernels", "block_m 3", lambda: _kernel("block_sparse_attention", block_m=32, block_n=3), ValueError, "block_n"),
     # ---- Λ attention ----
     c("lambda_attention", "n_global negative", lambda: _lambda(q, q, q, -1, 4, 4), ValueError, "n_global"),
     c("lambda_attention", "n_local 0", lambda: _lambda(q, q, q, 1, 0, 4), ValueError, "n_local"),
     c("lambda_attention", "max_distance 0", lambda: _lambda(q, q, q, 1, 4, 0), ValueError, "max_distance"),
-    c("lambda_attention", "q of another shape", lambda: _lambda(q, q[:, :1], q, 1, 4, 4), ValueError, "q, k, v"),
+    c("lambda_attention", "k of another shape", lambda: _lambda(q, q[:, :1], q, 1, 4, 4), ValueError, "q, k, v"),
+    c("lambda_attention", "k of another dtype", lambda: _lambda(q, q.double(), q, 1, 4, 4), TypeError, "q, k, v"),
+    c("lambda_attention", "q a list", lambda: _lambda([1.0], q, q, 1, 4, 4), TypeError, "q"),
+    c("lambda_attention", "int q", lambda: _lambda(q.long(), q.long(), q.long(), 1, 4, 4), TypeError, "q"),
 ]  # fmt: skip
 
 
@@ -496,8 +502,10 @@ def _basis(num_basis, sigmas):
 def _kernel(name, **kwargs):
     import kernels
 
-    x = torch.randn(1, 1, 32, 16)
-    return getattr(kernels, name)(x, x, x, **kwargs)
+    x = torch.randn(1, 2, 32, 16)
+    other = {0: x.double(), 1: x[:, :1]}  # k of another dtype, of one head
+    q_, k_ = kwargs.pop("q", x), other[kwargs.pop("k")] if "k" in kwargs else x
+    return getattr(kernels, name)(q_, k_, x, **kwargs)
 
 
 def _lambda(*args):

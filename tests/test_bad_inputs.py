@@ -43,7 +43,7 @@ class Case:
     module: str
     label: str
     call: Callable[[], object]
-    error: type[BaseException]
+    error: type[BaseException] | tuple[type[BaseException], ...]
     names: tuple[str, ...]  # each must appear in the message
 
 
@@ -514,6 +514,73 @@ def _lambda(*args):
     return lambda_attention(*args)
 
 
+# ---- the same rules swept over every size, count, scale and id argument with generic bad values ----
+
+
+def _sweep_int(module: str, name: str, call: Callable[[object], object], minimum: int, none_ok: bool = False):
+    bad = [minimum - 1, minimum - 10, 2.5, True, "3", NAN] + ([] if none_ok else [None])
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+def _sweep_float(module: str, name: str, call: Callable[[object], object], below: float, none_ok: bool = False):
+    bad = [below, NAN, INF, -INF, "1.0", True] + ([] if none_ok else [None])
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+def _sweep_ids(module: str, name: str, call: Callable[[object], object]):
+    bad = [
+        [72.0, 105.0],
+        "Hi",
+        [True, 1],
+        [[72, 105]],
+        torch.tensor([0.5, 1.5]),
+        torch.tensor([1, 0]).bool(),
+        [72, -1],
+        [72, 10**6],
+    ]
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+SWEEP = [
+    *_sweep_int("masks", "window", masks.sliding_window, 1),
+    *_sweep_int("masks", "n_sink", lambda v: masks.sink_window(v, 4), 0),
+    *_sweep_int("masks", "n_local", lambda v: masks.lambda_shaped(2, v), 1),
+    *_sweep_int("masks", "q_len", lambda v: masks.materialize(masks.causal(), v), 1),
+    *_sweep_int("streaming", "chunk_size", lambda v: stream(chunk_size=v), 1),
+    *_sweep_int("streaming", "batch_size", lambda v: recompute(batch_size=v), 1),
+    *_sweep_int("streaming", "window", lambda v: recompute(window=v), 1),
+    *_sweep_int("decoding", "max_new_tokens", lambda v: decode_with("sample", max_new_tokens=v), 0),
+    *_sweep_int("decoding", "top_k", lambda v: decode_with("sample", top_k=v), 1, none_ok=True),
+    *_sweep_int("decoding", "seed", lambda v: decode_with("sample", seed=v), 0, none_ok=True),
+    *_sweep_int("decoding", "window", lambda v: decode_with("lookahead_decode", window=v), 1),
+    *_sweep_int("decoding", "ngram", lambda v: decode_with("lookahead_decode", ngram=v), 2),
+    *_sweep_int("config", "d_model", lambda v: ModelConfig(d_model=v), 1),
+    *_sweep_int("config", "n_layers", lambda v: ModelConfig(n_layers=v), 1),
+    *_sweep_int("config", "max_seq_len", lambda v: ModelConfig(max_seq_len=v), 1),
+    *_sweep_int("train", "batch_size", lambda v: train_config(batch_size=v), 1),
+    *_sweep_int("train", "warmup", lambda v: train_config(warmup=v), 0),
+    *_sweep_int("train", "stop_at", lambda v: train_with(stop_at=v), 1, none_ok=True),
+    *_sweep_int("megabyte", "max_new_tokens", lambda v: megabyte().generate([72], v), 0),
+    *_sweep_int("continuous_attention", "num_basis", lambda v: _basis(v, (0.1,)), 1),
+    *_sweep_int("kernels", "block", lambda v: _kernel("blocked_attention", block=v), 1),
+    *_sweep_float("decoding", "temperature", lambda v: decode_with("sample", temperature=v), -0.5),
+    *_sweep_float("config", "rope_base", lambda v: ModelConfig(rope_base=v), 1.0),
+    *_sweep_float("config", "norm_eps", lambda v: ModelConfig(norm_eps=v), 0.0),
+    *_sweep_float("train", "lr", lambda v: train_config(lr=v), -1e-3),
+    *_sweep_float("train", "max_minutes", lambda v: train_with(max_minutes=v), -1.0, none_ok=True),
+    *_sweep_float("infinite_former", "ridge", lambda v: memory(ridge=v), 0.0),
+    *_sweep_ids("tokenizer", "ids", tok.decode),
+    *_sweep_ids("streaming", "ids", lambda v: stream(ids=v)),
+    *_sweep_ids("decoding", "prompt_ids", lambda v: decode_with("greedy", prompt_ids=v)),
+    *_sweep_ids("megabyte", "ids", lambda v: megabyte().generate(v, 2)),
+]
+
+
+@pytest.mark.parametrize("case", SWEEP, ids=[f"{case.module}: {case.label}" for case in SWEEP])
+def test_every_argument_refuses_generic_bad_values(case):
+    test_bad_input_raises_an_error_that_names_the_argument(case)
+
+
 def classify(case: Case) -> str:
     """clear, obscure or silent (see the module's docstring)."""
     try:
@@ -678,7 +745,7 @@ def test_triton_imported_before_kernels_is_detected_and_explained():
 if __name__ == "__main__":  # counts per class, by module
     torch.set_num_threads(1)
     by_module: dict[str, Counter] = {}
-    for case in CASES:
+    for case in CASES + SWEEP:
         verdict = classify(case)
         by_module.setdefault(case.module, Counter())[verdict] += 1
         if verdict != "clear":

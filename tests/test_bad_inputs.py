@@ -727,6 +727,28 @@ def test_an_unwritable_run_directory_is_refused_before_training(tmp_path):
     assert "--out" in err.getvalue() and "not a writable directory" in err.getvalue()
 
 
+def test_an_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, monkeypatch):
+    from minillm import pretrained
+    from minillm.train import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(pretrained, "CHECKPOINT_DIR", blocker / "checkpoints")
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        main(["--preset", "tiny", "--out", str(tmp_path / "run"), "--checkpoint", "x"])
+    assert "checkpoint directory" in err.getvalue() and not (tmp_path / "run" / "state.pt").exists()
+
+
+def test_the_progress_bar_ends_at_stop_at(tmp_path, monkeypatch):
+    from minillm import train as train_module
+
+    totals = []
+    real_tqdm = train_module.tqdm
+    monkeypatch.setattr(train_module, "tqdm", lambda **kw: totals.append(kw["total"]) or real_tqdm(**kw))
+    train_with(out_dir=tmp_path, stop_at=1)
+    assert totals == [1]
+
+
 def test_triton_imported_before_kernels_is_detected_and_explained():
     pytest.importorskip("triton")
     if torch.cuda.is_available():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 import kernels
 from kernels import blocked_attention, count_visited_blocks, mask_mod_for
 from minillm import masks
+from minillm.validate import device_arg, nonnegative_int, positive_int
 
 
 def device_name(device: torch.device) -> str:
@@ -149,24 +150,27 @@ def plot(rows: list[dict], title: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--lengths", type=int, nargs="+", help="default: 512..8K on CPU, 1K..32K on CUDA")
-    parser.add_argument("--window", type=int, help="default: 256 on CPU, 1024 on CUDA")
-    parser.add_argument("--n-sink", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, help="default: 4 on CPU, 16 on CUDA")
-    parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--block", type=int, default=64, help="tile of the blocked torch version")
-    parser.add_argument("--repeats", type=int, default=3, help="CPU timing repeats (median)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: do not crowd other jobs)")
+    parser.add_argument("--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", help="default: 512..8K on CPU, 1K..32K on CUDA")
+    parser.add_argument("--window", type=positive_int, help="default: 256 on CPU, 1024 on CUDA")
+    parser.add_argument("--n-sink", type=nonnegative_int, default=4)
+    parser.add_argument("--batch", type=positive_int, default=1)
+    parser.add_argument("--heads", type=positive_int, help="default: 4 on CPU, 16 on CUDA")
+    parser.add_argument("--head-dim", type=positive_int, default=64)
+    parser.add_argument("--block", type=positive_int, default=64, help="tile of the blocked torch version")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="CPU timing repeats (median)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (1: do not crowd other jobs)")
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    args.lengths = args.lengths or ([1024, 2048, 4096, 8192, 16384, 32768] if cuda else [512, 1024, 2048, 4096, 8192])
-    args.window = args.window or (1024 if cuda else 256)
-    args.heads = args.heads or (16 if cuda else 4)
+    if args.lengths is None:  # `is None`, not `or`: a given value is never replaced
+        args.lengths = [1024, 2048, 4096, 8192, 16384, 32768] if cuda else [512, 1024, 2048, 4096, 8192]
+    if args.window is None:
+        args.window = 1024 if cuda else 256
+    if args.heads is None:
+        args.heads = 16 if cuda else 4
     if not cuda:
         torch.set_num_threads(args.threads)
 

@@ -29,6 +29,7 @@ from minillm.decoding import greedy, jacobi_decode, lookahead_decode
 from minillm.model import MiniLLM
 from minillm.pretrained import checkpoint_info, load_pretrained
 from minillm.tokenizer import ByteTokenizer
+from minillm.validate import device_arg, positive_int
 
 WINDOWS = (3, 5, 7, 10, 15)  # W, the lookahead window's width (G = W in the grid)
 NGRAMS = (3, 4, 5, 6)  # N, the n-gram size (N - 1 window levels, candidates of N - 1 tokens)
@@ -226,12 +227,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="base", help="name of a committed checkpoint (default: base)")
     parser.add_argument("--model-dir", default=None, help="checkpoint directory, or a training run with state.pt")
-    parser.add_argument("--prompts", type=int, default=8, help="prompts per kind")
-    parser.add_argument("--prompt-len", type=int, default=64, help="bytes per prompt (BOS + prompt + new <= 129)")
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny forwards: 1 is fastest)")
-    parser.add_argument("--repeats", type=int, default=2, help="time each decode this often, keep the fastest")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--prompts", type=positive_int, default=8, help="prompts per kind")
+    parser.add_argument(
+        "--prompt-len", type=positive_int, default=64, help="bytes per prompt (BOS + prompt + new <= 129)"
+    )
+    parser.add_argument("--new-tokens", type=positive_int, default=64)
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (tiny forwards: 1 is fastest)"
+    )
+    parser.add_argument("--repeats", type=positive_int, default=2, help="time each decode this often, keep the fastest")
+    parser.add_argument("--device", default="cpu", type=device_arg, help="cpu or cuda")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

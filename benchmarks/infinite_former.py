@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from minillm.sorting import VARIANTS, SortingConfig, accuracy, count_oracle_accuracy, make_sorting_data, train_sorting
+from minillm.validate import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,12 +68,12 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
-    parser.add_argument("--extra-lengths", type=int, nargs="*", default=[4096], help="evaluated, not trained")
-    parser.add_argument("--first-steps", type=int, default=1200, help="steps at the shortest length")
-    parser.add_argument("--next-steps", type=int, default=400, help="steps at each longer length")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--extra-lengths", type=positive_int, nargs="*", default=[4096], help="evaluated, not trained")
+    parser.add_argument("--first-steps", type=positive_int, default=1200, help="steps at the shortest length")
+    parser.add_argument("--next-steps", type=positive_int, default=400, help="steps at each longer length")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
     parser.add_argument(
         "--out", default=None, help="json path (default results/infinite_former.json; --quick: a temp dir)"

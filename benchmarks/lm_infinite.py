@@ -41,6 +41,7 @@ from minillm.cache import DenseCache, LambdaCache, SinkCache, WindowCache
 from minillm.lambda_attention import lambda_forward
 from minillm.pretrained import load_pretrained
 from minillm.streaming import recompute_nll, stream_nll
+from minillm.validate import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_GLOBAL = 10  # LM-Infinite's README uses 10 for extreme lengths (100 for its perplexity runs)
@@ -175,11 +176,13 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="base")
-    parser.add_argument("--multiples", type=int, nargs="+", default=[1, 4, 16, 64], help="ablation lengths / T")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="scaling / T")
-    parser.add_argument("--targets", type=int, default=4, help="target places in the test split")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--multiples", type=positive_int, nargs="+", default=[1, 4, 16, 64], help="ablation lengths / T"
+    )
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="scaling / T")
+    parser.add_argument("--targets", type=positive_int, default=4, help="target places in the test split")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--quick", action="store_true", help="small run, results not written")
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "LENGTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()

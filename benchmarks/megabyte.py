@@ -43,6 +43,7 @@ from minillm.model import MiniLLM
 from minillm.tokenizer import ByteTokenizer
 from minillm.train import get_batch, make_optimizer
 from minillm.train_megabyte import PRESETS, flops_per_byte
+from minillm.validate import positive_int
 
 RESULTS = Path(__file__).parent / "results"
 BOS = ByteTokenizer.bos_id
@@ -155,8 +156,8 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
-    parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 4096, 8192])
+    parser.add_argument("--train-steps", type=positive_int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "megabyte"), help="path stem for .json and .png")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -15,6 +15,7 @@ import torch
 
 from minillm import masks
 from minillm.attention import reference_attention as explicit_attention
+from minillm.validate import check_int, check_qkv
 
 from .block_map import mask_mod_for, visited_kv_blocks
 
@@ -32,6 +33,7 @@ def reference_attention(
 
     q, k, v (B, H, T, D) -> (B, H, T, D). The definition that the kernels must equal.
     """
+    check_qkv(q, k, v)
     T = q.shape[-2]
     mask = masks.materialize(mask_mod_for(n_sink, window, causal), T, T).to(q.device)  # (T, T)
     out, _ = explicit_attention(q, k, v, mask)  # (B, H, T, D)
@@ -52,6 +54,8 @@ def blocked_attention(
 
     q, k, v (B, H, T, D) -> (B, H, T, D). `block` is the tile size (queries and keys alike).
     """
+    check_qkv(q, k, v)
+    check_int("block", block, 1)
     mask_mod = mask_mod_for(n_sink, window, causal)
     B, H, T, D = q.shape
     M = -(-T // block)  # number of query blocks (= key blocks)

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import validate
+
 CONTROL = 3  # llama.cpp's token type of special tokens (<|im_start|>, <|endoftext|>, ...)
 
 
@@ -56,17 +58,15 @@ class BPETokenizer:
     def encode(self, text: str, bos: bool = False) -> list[int]:
         """Token ids of `text`, with bos_id first when `bos` is true. Special tokens written in
         the text (e.g. "<|im_start|>") become their single ids, as in transformers."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        validate.utf8("text", text)  # the Rust tokenizer would fail on a lone surrogate, naming nothing
+        validate.check_bool("bos", bos)
         ids = self._tok.encode(text, add_special_tokens=False).ids
         return [self.bos_id, *ids] if bos else ids
 
     def decode(self, ids: Iterable[int], show_special: bool = False) -> str:
         """Text of `ids`; special tokens are dropped unless `show_special`."""
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside 0..{self.vocab_size - 1}")
+        ids = validate.check_token_ids("ids", ids, self.vocab_size)
+        validate.check_bool("show_special", show_special)
         return self._tok.decode(ids, skip_special_tokens=not show_special)
 
     def token_str(self, i: int) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .validate import check_float
+
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 
@@ -44,10 +46,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})"
             )
-        if not self.rope_base > 1:
-            raise ValueError(f"ModelConfig.rope_base must be > 1, got {self.rope_base}")
-        if not self.norm_eps > 0:
-            raise ValueError(f"ModelConfig.norm_eps must be > 0, got {self.norm_eps}")
+        check_float("ModelConfig.rope_base", self.rope_base, 1, above=True)
+        check_float("ModelConfig.norm_eps", self.norm_eps, 0, above=True)
         for name, allowed in (("norm", NORMS), ("mlp", MLPS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")

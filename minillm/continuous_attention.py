@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .validate import check_float
+
 SQRT_2PI = math.sqrt(2 * math.pi)
 
 
@@ -36,7 +38,9 @@ class GaussianBasis:
             raise TypeError(f"num_basis must be an int, got {type(num_basis).__name__}")
         if num_basis <= 0:
             raise ValueError(f"num_basis must be > 0, got {num_basis}")
-        sigmas = tuple(float(s) for s in sigmas)
+        if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Sequence):
+            raise TypeError(f"sigmas must be a sequence of widths such as (0.01, 0.05), got {type(sigmas).__name__}")
+        sigmas = tuple(check_float("sigmas[i]", s) for s in sigmas)  # NaN or inf widths would pass min() <= 0
         if not sigmas or min(sigmas) <= 0:
             raise ValueError(f"sigmas must be a non-empty list of positive widths, got {sigmas}")
         if num_basis % len(sigmas):

@@ -106,8 +106,8 @@ def _check_prompt(model: MiniLLM, prompt_ids: Sequence[int] | torch.Tensor) -> l
 def _check_sampling(temperature: float, top_k: int | None) -> None:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0 <= temperature < float("inf"):
+        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy), got {temperature}")
     if top_k is not None:
         check_int("top_k", top_k, 1)
 
@@ -124,7 +124,15 @@ def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Gen
 
 def next_token_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None) -> torch.Tensor:
     """softmax(logits / temperature) over the top_k largest logits (all if None); (..., V) float64."""
-    logits = logits.double() / temperature
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating tensor, got {getattr(logits, 'dtype', type(logits).__name__)}")
+    _check_sampling(temperature, top_k)
+    if temperature == 0:
+        raise ValueError("temperature must be > 0 here (temperature 0 is the argmax, not a distribution)")
+    scaled = logits.double() / temperature
+    if not torch.isfinite(scaled).all():  # a tiny temperature overflows: shift by the max first (same softmax)
+        scaled = (logits.double() - logits.double().amax(-1, keepdim=True)) / temperature
+    logits = scaled
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

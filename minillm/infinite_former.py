@@ -61,8 +61,9 @@ class ContinuousMemory:
         jitter: bool = True,
     ) -> None:
         self.basis = GaussianBasis(num_basis, sigmas)  # validates num_basis and sigmas
-        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
-            raise ValueError(f"ridge must be a number >= 0, got {ridge!r}")
+        # ridge 0 leaves F F^T singular for narrow bumps: coefficients ~1e37 and NaN
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not 0 < ridge < float("inf"):
+            raise ValueError(f"ridge must be a number >= 0, finite and not 0 (the fit is singular), got {ridge!r}")
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < 1:
             raise ValueError(f"tau must lie strictly between 0 and 1, got {tau!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
@@ -92,6 +93,8 @@ class ContinuousMemory:
             raise TypeError(f"{name} must be a floating-point tensor (L, e), got {getattr(x, 'dtype', type(x))}")
         if x.dim() not in (2, 3) or x.shape[-2] == 0:
             raise ValueError(f"{name} must have shape (L, e) or (batch, L, e) with L >= 1, got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} must be finite (it holds NaN or inf)")
         if appending and self._coef is not None:
             old, new = (self._coef.shape[:-2], self._coef.shape[-1]), (x.shape[:-2], x.shape[-1])
             if old != new:
@@ -116,6 +119,8 @@ class ContinuousMemory:
         coef = self.coefficients
         if not isinstance(t, torch.Tensor) or t.dim() != 1:
             raise ValueError(f"t must be a 1-D tensor of positions, got {getattr(t, 'shape', type(t))}")
+        if not torch.isfinite(t).all():  # outside [0, 1] is allowed: it shows what the padding does
+            raise ValueError("t must be finite (it holds NaN or inf)")
         psi = self.basis.to(coef.device, coef.dtype)(t.to(coef))  # (Q, N)
         return psi @ coef  # (Q, N) @ (..., N, e) -> (..., Q, e)
 

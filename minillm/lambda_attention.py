@@ -38,6 +38,7 @@ from . import masks
 from .attention import AttentionStep, distance_limit, rope_attention
 from .model import repeat_kv
 from .rope import rope_cos_sin, rotate
+from .validate import check_qkv
 
 
 def _check_int(name: str, value: int, minimum: int) -> None:
@@ -99,8 +100,7 @@ def lambda_attention(
 
     n_local counts the query; `mode` picks the distance rule ("clamp" or "reference", see above).
     """
-    if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
-        raise ValueError(f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}")
+    check_qkv(q, k, v)
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
     _check_int("max_distance", max_distance, 1)
     check_mode(mode)

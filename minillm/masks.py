@@ -81,5 +81,18 @@ def materialize(mask_mod: MaskMod, q_len: int, kv_len: int | None = None) -> tor
     q_idx = torch.arange(q_len)[:, None]
     kv_idx = torch.arange(kv_len)[None, :]
     zero = torch.zeros((), dtype=torch.long)
-    mask = mask_mod(zero, zero, q_idx, kv_idx)
-    return torch.broadcast_to(mask, (q_len, kv_len)).to(torch.bool)
+    try:
+        mask = mask_mod(zero, zero, q_idx, kv_idx)
+    except RuntimeError as e:  # "Boolean value of Tensor with more than one value is ambiguous"
+        if "ambiguous" not in str(e):  # another error (a stub's NotImplementedError) is the caller's
+            raise
+        raise TypeError(
+            f"mask_mod must use tensor operations only (&, |, comparisons), not Python if/and/or: {e}"
+        ) from None
+    # An int tensor such as q - k would cast to "q != k": it must say True/False itself.
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"mask_mod must return a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    try:
+        return torch.broadcast_to(mask, (q_len, kv_len))
+    except RuntimeError:
+        raise ValueError(f"mask_mod's result {tuple(mask.shape)} does not broadcast to ({q_len}, {kv_len})") from None

@@ -34,6 +34,7 @@ from .config import ModelConfig
 from .model import Block, MiniLLM, full_sequence_step
 from .sampling import draw
 from .tokenizer import ByteTokenizer
+from .validate import check_token_ids
 
 PAD = ByteTokenizer.pad_id
 
@@ -256,7 +257,7 @@ class Megabyte(nn.Module):
             )
         seq = torch.full((1, -(-total // P) * P), PAD, dtype=torch.long, device=device)  # (1, K·P)
         if n:
-            seq[0, :n] = torch.as_tensor(list(prompt_ids), dtype=torch.long)
+            seq[0, :n] = torch.tensor(check_token_ids("prompt_ids", prompt_ids), dtype=torch.long)
             self._check_ids(seq[:, :n])
         stats = self.stats = GenerationStats()
         global_cache, patches_done = DenseCache(), 0
@@ -288,8 +289,8 @@ def sample_next(
     """argmax of logits (V,) when temperature is None, else a draw from softmax(logits / temperature)."""
     if temperature is None:
         return int(logits.argmax())
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (or None for greedy), got {temperature}")
+    if not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature must be finite and > 0 (or None for greedy), got {temperature}")
     logits = logits.float() / temperature
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:

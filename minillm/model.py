@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import masks
+from . import masks, validate
 from .attention import AttentionStep, distance_limit, repeat_kv, rope_attention
 from .cache import KVCache
 from .config import ModelConfig
@@ -180,6 +180,7 @@ class MiniLLM(nn.Module):
         scored as max_distance (LM-Infinite). With a cache the tokens follow the cached ones and
         the cache decides positions, mask and distances: the other three must then be None.
         """
+        validate.model_inputs(ids, positions)
         self._check_inputs(ids, positions, mask_mod, cache, max_distance)
         B, T = ids.shape
         if cache is None:

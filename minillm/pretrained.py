@@ -57,6 +57,24 @@ def _unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict
     return state, aliases
 
 
+def _check_location(directory: object, device: object) -> torch.device:
+    """The `directory` and `device` arguments of the loaders: a path (or None) and a torch device."""
+    if directory is not None:
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"directory must be a str, a Path or None, got {type(directory).__name__}")
+        if Path(directory).exists() and not Path(directory).is_dir():
+            raise ValueError(f"directory must be a directory, but {str(directory)!r} is a file")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device is {str(device)!r}, but no CUDA GPU is visible")
+    return device
+
+
 def list_pretrained(directory: str | Path | None = None) -> list[str]:
     """Names of the checkpoints in `directory` (default: the package's checkpoints/)."""
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
@@ -178,6 +196,7 @@ def load_pretrained(
     fetched one ("smollm2-135m": downloaded and converted on first use, then from the cache)."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
+    device = _check_location(directory, device)
     if name in FETCHED:
         directory = _fetched_dir(name, directory)
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
@@ -202,6 +221,11 @@ def load_pretrained(
         state = load_file(weights)
     except SafetensorError as e:
         raise ValueError(f"{weights} is not a readable safetensors file: {e}") from None
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # a matching sha256 only says the file is the one that was saved
+        raise ValueError(
+            f"{weights} holds NaN or inf (in {broken[:3]}); the run that saved it diverged: rebuild with: {rebuild}"
+        )
     model = model_class(config)
     expected, aliases = _unique_state(model)
     expected_shapes = {k: tuple(v.shape) for k, v in expected.items()}

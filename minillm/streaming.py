@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .cache import KVCache
 from .model import MiniLLM
 
@@ -20,13 +21,12 @@ from .model import MiniLLM
 def _as_ids(ids: Sequence[int] | torch.Tensor, model: MiniLLM) -> torch.Tensor:
     """The stream as a 1-D LongTensor on the model's device; its last tokens are only targets, so
     their range is checked here, not by the model."""
-    ids = torch.as_tensor(ids, dtype=torch.long, device=next(model.parameters()).device)
-    if ids.dim() != 1 or len(ids) < 2:
-        raise ValueError(f"ids must be a 1-D sequence of at least 2 tokens, got shape {tuple(ids.shape)}")
-    vocab = model.config.vocab_size
-    if ids.min() < 0 or ids.max() >= vocab:
-        raise ValueError(f"ids must lie in 0..{vocab - 1}, got {ids.min().item()}..{ids.max().item()}")
-    return ids
+    if not isinstance(model, MiniLLM):
+        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
+    ids = validate.check_token_ids("ids", ids, model.config.vocab_size)
+    if len(ids) < 2:
+        raise ValueError(f"ids must be a 1-D sequence of at least 2 tokens, got {len(ids)}")
+    return torch.tensor(ids, dtype=torch.long, device=next(model.parameters()).device)
 
 
 @torch.no_grad()
@@ -40,8 +40,7 @@ def stream_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, cache: KVCache
     """
     if not isinstance(cache, KVCache):
         raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    validate.check_int("chunk_size", chunk_size, 1)
     ids = _as_ids(ids, model)
     nll = torch.empty(len(ids) - 1)
     for start in range(0, len(ids) - 1, chunk_size):
@@ -58,8 +57,8 @@ def recompute_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int
 
     Forwards are batched: all full windows have the same length, so `batch_size` of them run as one.
     """
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    validate.check_int("window", window, 1)
+    validate.check_int("batch_size", batch_size, 1)
     ids = _as_ids(ids, model)
     n = len(ids) - 1
     nll = torch.empty(n)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import validate
+
 
 class ByteTokenizer:
     """Token ids 0..255 are the UTF-8 bytes; 256, 257 and 258 are BOS, SINK and PAD."""
@@ -20,9 +22,8 @@ class ByteTokenizer:
 
     def encode(self, text: str, bos: bool = False) -> list[int]:
         """UTF-8 bytes of `text`, with BOS first when `bos` is true."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        ids = list(text.encode("utf-8"))
+        ids = list(validate.utf8("text", text))
+        validate.check_bool("bos", bos)
         return [self.bos_id, *ids] if bos else ids
 
     def decode(self, ids: Iterable[int], show_special: bool = False) -> str:
@@ -30,11 +31,9 @@ class ByteTokenizer:
 
         Bytes that do not form valid UTF-8 (a model can emit half a character) become U+FFFD.
         """
+        validate.check_bool("show_special", show_special)
         out, pending = [], bytearray()
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside 0..{self.vocab_size - 1}")
+        for i in validate.check_token_ids("ids", ids, self.vocab_size):
             if i < 256:
                 pending.append(i)
                 continue

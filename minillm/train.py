@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, validate
 from .cache import SinkCache, WindowCache
 from .config import ModelConfig
 from .model import MiniLLM
@@ -54,9 +54,15 @@ class TrainConfig:
     save_every: int = 250
 
     def __post_init__(self) -> None:
+        if self.model is not None and not isinstance(self.model, ModelConfig):  # None: another model's run
+            raise TypeError(f"TrainConfig.model must be a ModelConfig or None, got {type(self.model).__name__}")
         for name in ("batch_size", "steps", "eval_every", "save_every"):
-            if getattr(self, name) <= 0:
+            if validate.check_int(f"TrainConfig.{name}", getattr(self, name)) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        validate.check_int("TrainConfig.warmup", self.warmup, 0)
+        validate.check_int("TrainConfig.seed", self.seed, 0)
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "prose_fraction"):
+            validate.check_float(f"TrainConfig.{name}", getattr(self, name), 0)
         if not 0 <= self.prose_fraction <= 1:
             raise ValueError(f"TrainConfig.prose_fraction must be in [0, 1], got {self.prose_fraction}")
         if not 0 < self.min_lr <= self.lr:
@@ -150,20 +156,25 @@ def fit(
     `record` describes the run (a resumed run must have the same record). Pauses (resumably) after
     max_minutes, or on reaching step `stop_at` with the schedule still set for cfg.steps.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if stop_at is not None:
+        validate.check_int("stop_at", stop_at, 1)
+    if max_minutes is not None:
+        validate.check_float("max_minutes", max_minutes, 0)  # 0: one step, then pause
+    validate.check_bool("resume", resume)
+    out_dir = writable_dir("out_dir", out_dir)
     state_path, log_path = out_dir / "state.pt", out_dir / "log.jsonl"
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)  # the batches, independent of model init
     step = 0
     if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         if state["config"] != record:
             raise ValueError(f"{state_path} was trained with another config; use another --out or --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         step = state["step"]
+        truncate_log(log_path, step)  # entries after the saved step are about to be redone
     elif log_path.exists():
         log_path.unlink()
 
@@ -175,22 +186,20 @@ def fit(
             "generator": generator.get_state(),
             "step": step,
         }
-        torch.save(state, out_dir / "state.tmp")
-        (out_dir / "state.tmp").replace(state_path)  # atomic: a kill never leaves half a file
+        tmp = out_dir / "state.tmp"
+        try:
+            torch.save(state, tmp)
+            tmp.replace(state_path)  # atomic: a kill never leaves half a file
+        except (OSError, RuntimeError) as e:  # torch reports a full disk as "[enforce fail at ...]"
+            tmp.unlink(missing_ok=True)
+            saved = f"the last saved state ({state_path}) is unchanged" if state_path.exists() else "nothing saved"
+            raise OSError(
+                f"could not save the training state at step {step} in {out_dir} (disk full or not writable?): "
+                f"{e}; {saved}, and rerunning the same command resumes from it"
+            ) from None
 
-    start = time.time()
-    model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train")
-    while step < min(cfg.steps, stop_at or cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        x, y = get_batch(cfg, "train", generator)
-        loss = loss_fn(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
+    def step_done(step: int, loss: torch.Tensor) -> None:
+        """The progress bar, and the evaluation and save that are due after `step`."""
         bar.update(1)
         bar.set_postfix(bpb=f"{loss.item() / math.log(2):.3f}")
         if step % cfg.eval_every == 0 or step in (cfg.steps, stop_at):
@@ -209,11 +218,86 @@ def fit(
             bar.write(json.dumps({k: v for k, v in entry.items() if k != "sink_mass"}))
         if step % cfg.save_every == 0 or step in (cfg.steps, stop_at):
             save()
-        if max_minutes is not None and time.time() - start > 60 * max_minutes:
+
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    start = time.time()
+    model.train()
+    bar = tqdm(total=end, initial=min(step, end), disable=not progress, desc="train")
+    # Where Ctrl-C can land: "idle" (state consistent), "drawn" (a batch drawn, weights untouched:
+    # rewind the generator) or "updating" (weights may be ahead of `step`: nothing consistent to save).
+    phase = "idle"
+    try:
+        while step < end:
+            batch_state = generator.get_state()
+            phase = "drawn"
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            x, y = get_batch(cfg, "train", generator)
+            loss = loss_fn(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            phase = "updating"
+            optimizer.step()
+            step += 1
+            phase = "idle"
+            step_done(step, loss)
+            if max_minutes is not None and time.time() - start > 60 * max_minutes:
+                save()
+                break
+    except KeyboardInterrupt:
+        if phase == "updating":
+            print(f"interrupted during an optimizer update; resuming starts from the last state saved in {out_dir}")
+        else:
+            if phase == "drawn":
+                generator.set_state(batch_state)  # the unfinished step's batch is drawn again on resume
             save()
-            break
-    bar.close()
+            print(f"interrupted: state saved at step {step} in {state_path}; run the same command again to resume")
+        raise
+    finally:
+        bar.close()
     return model.eval()
+
+
+def writable_dir(name: str, path: str | Path) -> Path:
+    """`path` as a directory that exists and takes files, checked before any work is done."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"{name} must be a str or Path, got {type(path).__name__}")
+    if str(path) == "":  # Path("") is the current directory: never what an empty flag meant
+        raise ValueError(f"{name} must be a non-empty path")
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{name} {str(path)!r} is not a writable directory: {e.strerror or e}") from None
+    return path
+
+
+def load_state(path: Path) -> dict:
+    """A saved training state, or an error that names the file and the way out."""
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # unpickling a damaged file raises anything from EOFError to RuntimeError
+        raise ValueError(
+            f"{path} is corrupt or not a training state ({type(e).__name__}: {e}); delete it or pass --no-resume "
+            "(resume=False) to start over"
+        ) from None
+    if not isinstance(state, dict) or not {"config", "model", "optimizer", "generator", "step"} <= state.keys():
+        raise ValueError(f"{path} is not a training state; delete it or pass --no-resume (resume=False) to start over")
+    return state
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Drop log entries past `step`: a run killed after logging but before saving redoes them."""
+    if not log_path.exists():
+        return
+    lines = log_path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        log_path.write_text("".join(line + "\n" for line in kept))
 
 
 def next_token_loss(model: MiniLLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -279,27 +363,48 @@ def checkpoint_report(model: MiniLLM, cfg: TrainConfig) -> dict:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options every training script shares: where, how long, resume, export."""
     parser.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
-    parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
-    parser.add_argument("--stop-at", type=int, default=None, help="pause (resumably) at this step")
+    parser.add_argument("--steps", type=validate.positive_int, default=None, help="override the preset's step count")
+    parser.add_argument("--threads", type=validate.positive_int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--max-minutes", type=validate.nonnegative_float, default=None, help="stop (resumably) after this long"
+    )
+    parser.add_argument("--stop-at", type=validate.positive_int, default=None, help="pause (resumably) at this step")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a state exists")
-    parser.add_argument("--checkpoint", default=None, help="when done (or paused by --stop-at), save as NAME")
+    parser.add_argument(
+        "--checkpoint",
+        type=validate.checkpoint_name,
+        default=None,
+        help="when done (or paused by --stop-at), save as NAME",
+    )
+
+
+def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """What add_run_arguments' flags need before the first step: threads set, and the run and
+    checkpoint directories writable (found out now, not after hours of training). Returns --out."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    from .pretrained import CHECKPOINT_DIR
+
+    try:
+        out = writable_dir("--out", Path(args.out or f"runs/{args.preset}"))
+        if args.checkpoint is not None:
+            writable_dir("the checkpoint directory", CHECKPOINT_DIR)
+    except (TypeError, ValueError) as e:
+        parser.error(str(e))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a MiniLLM preset (resumable).")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=validate.nonnegative_int, default=None)
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = check_run_arguments(parser, args)
     cfg = PRESETS[args.preset]
     cfg = replace(cfg, **{k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None})
-    out = Path(args.out or f"runs/{args.preset}")
     model = train(cfg, out, resume=not args.no_resume, max_minutes=args.max_minutes, stop_at=args.stop_at)
-    state = torch.load(out / "state.pt", weights_only=False)
+    state = load_state(out / "state.pt")
     if args.checkpoint and (state["step"] >= cfg.steps or state["step"] == args.stop_at):
         from .pretrained import save_checkpoint
 

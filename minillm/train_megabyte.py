@@ -30,7 +30,7 @@ from . import data
 from .config import ModelConfig
 from .megabyte import Megabyte, MegabyteConfig, bits_per_byte, byte_loss
 from .model import MiniLLM
-from .train import TrainConfig, add_run_arguments, fit, sum_minutes
+from .train import TrainConfig, add_run_arguments, check_run_arguments, fit, load_state, sum_minutes
 
 
 @dataclass(frozen=True)
@@ -230,14 +230,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.preset is None:
         parser.error("give --preset NAME (or --compare)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = check_run_arguments(parser, args)
     run = PRESETS[args.preset]
     if args.steps is not None:
         run = replace(run, train=replace(run.train, steps=args.steps))
-    out = Path(args.out or f"runs/{args.preset}")
     model = train(run, out, resume=not args.no_resume, max_minutes=args.max_minutes, stop_at=args.stop_at)
-    step = torch.load(out / "state.pt", weights_only=False)["step"]
+    step = load_state(out / "state.pt")["step"]
     if args.checkpoint and (step >= run.train.steps or step == args.stop_at):
         print("saved", save_run(model, run, args.preset, out, args.checkpoint, sys.argv[1:] if argv is None else argv))
 

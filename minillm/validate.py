@@ -1,0 +1,166 @@
+"""The rules every entry point applies to its arguments, written once.
+
+Each check raises TypeError (wrong kind of value) or ValueError (right kind, wrong value) with a
+message that names the argument and the rule, e.g. "window must be an int >= 1, got 0". Python
+lets a bool pass as an int and a float pass through `int()`, and torch casts float ids to long
+without a word: these checks say no to both, because a silent cast gives a wrong answer, not an
+error. The argparse types at the end apply the same rules to command-line flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+from collections.abc import Callable
+
+import torch
+
+
+def check_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int, which it must be (not a bool, not a float), within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
+    return value
+
+
+def check_float(name: str, value: object, minimum: float | None = None, *, above: bool = False) -> float:
+    """`value` as a finite float (an int is fine, a bool or NaN is not), >= minimum (> with `above`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if above else value < minimum):
+        raise ValueError(f"{name} must be {'>' if above else '>='} {minimum}, got {value}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def utf8(name: str, text: object) -> bytes:
+    """The UTF-8 bytes of `text`, which must be a str of valid Unicode (no lone surrogates)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800" has no UTF-8 bytes
+        bad = e.object[e.start : e.end]
+        raise ValueError(f"{name} must be valid Unicode: {bad!r} at index {e.start} is a lone surrogate") from None
+
+
+def _integer(x: torch.Tensor) -> bool:
+    return not (x.dtype == torch.bool or x.is_floating_point() or x.is_complex())
+
+
+def check_token_ids(name: str, ids: object, vocab_size: int | None = None) -> list[int]:
+    """Token ids as a list of ints: a sequence of ints or a 1-D integer tensor, never floats,
+    bools or a str (whose characters would pass one by one), each in 0..vocab_size-1."""
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(ids).__name__}")
+    if isinstance(ids, torch.Tensor):
+        if not _integer(ids):
+            raise TypeError(f"{name} must hold integer token ids, got a {ids.dtype} tensor")
+        if ids.dim() != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
+    try:
+        ids = list(ids)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(ids).__name__}") from None
+    # a 0-d integer tensor (iterating over a 1-D one gives those) is one id
+    ids = [i.item() if isinstance(i, torch.Tensor) and i.dim() == 0 and _integer(i) else i for i in ids]
+    bad = next((i for i in ids if isinstance(i, bool) or not isinstance(i, numbers.Integral)), None)
+    if bad is not None:
+        raise TypeError(f"{name} must hold int token ids only, got {type(bad).__name__} {bad!r}")
+    ids = [int(i) for i in ids]
+    if vocab_size is not None and ids and (min(ids) < 0 or max(ids) >= vocab_size):
+        raise ValueError(f"{name} must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}")
+    return ids
+
+
+def check_finite_tensor(name: str, x: object) -> torch.Tensor:
+    """A floating tensor without NaN or inf."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return x
+
+
+def check_qkv(q: object, k: object, v: object) -> None:
+    """Attention inputs: floating tensors of one shape (B, H, T, D), one dtype, one device. (torch
+    would broadcast a key with one head against many, or fail deep inside with a dtype error.)"""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(
+                f"{name} must be a floating tensor (B, H, T, D), got {getattr(x, 'dtype', type(x).__name__)}"
+            )
+    if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
+        raise ValueError(
+            f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+
+
+def model_inputs(ids: object, positions: object) -> None:
+    """What MiniLLM.forward's own checks leave out: an empty batch, and positions that are not an
+    integer tensor or go backwards (RoPE would rotate by them without complaint)."""
+    if isinstance(ids, torch.Tensor) and ids.dim() == 2 and ids.shape[0] == 0:
+        raise ValueError(f"ids must have shape (B, T) with B >= 1, got {tuple(ids.shape)}")
+    if positions is None:
+        return
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be an integer tensor (T,) or None, got {type(positions).__name__}")
+    if not _integer(positions):
+        raise TypeError(f"positions must be an integer tensor (T,), got {positions.dtype}")
+    if positions.dim() == 1 and len(positions) > 1 and (positions[1:] < positions[:-1]).any():
+        raise ValueError("positions must be non-decreasing (token t sits at or after token t-1)")
+
+
+# argparse types: a bad flag ends the command with "argument --x: invalid ... value" before any work.
+
+
+def _argtype(kind: Callable[[str], object], rule: str, ok: Callable[[object], bool]) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+
+    parse.__name__ = rule  # argparse names the type in its message
+    return parse
+
+
+positive_int = _argtype(int, "an int >= 1", lambda v: v >= 1)
+nonnegative_int = _argtype(int, "an int >= 0", lambda v: v >= 0)
+nonnegative_float = _argtype(float, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+checkpoint_name = _argtype(
+    str, "a non-empty name without '/' or '\\'", lambda v: v.strip() == v and v and not set(v) & set("/\\")
+)
+
+
+def device_arg(text: str) -> str:
+    """A --device flag: a name torch.device accepts ("cpu", "cuda", "cuda:1"), returned as given."""
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be a torch device such as cpu or cuda, got {text!r}") from None
+    return text

@@ -1,0 +1,784 @@
+"""The catalogue of bad inputs: every public entry point and command-line flag, each fed a value of
+the wrong type, range, shape, dtype or finiteness. Each case must raise the stated exception with
+a message that names the argument (or flag), before any work is done.
+
+The cases are general on purpose (floats, bools, strings, NaN, inf, zero, negative, empty, wrong
+shape): what a learner types by mistake. `python tests/test_bad_inputs.py` classifies every case
+as clear (the right exception, naming the argument), obscure (another exception, or a message
+that does not name it) or silent (no exception: a wrong result), by module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import math
+import runpy
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+import minillm
+from minillm import masks
+from minillm.cache import DenseCache
+from minillm.config import ModelConfig
+from minillm.model import MiniLLM
+from minillm.tokenizer import ByteTokenizer
+
+ROOT = Path(minillm.__file__).resolve().parents[1]  # the checkout whose package and benchmarks are tested
+NAN, INF = math.nan, math.inf
+
+
+@dataclass(frozen=True)
+class Case:
+    module: str
+    label: str
+    call: Callable[[], object]
+    error: type[BaseException] | tuple[type[BaseException], ...]
+    names: tuple[str, ...]  # each must appear in the message
+
+
+# ---- what the cases run on: tiny models, built once ------------------------------------------
+
+
+@cache
+def model() -> MiniLLM:
+    torch.manual_seed(0)
+    return MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=4, max_seq_len=32)).eval()
+
+
+@cache
+def megabyte():
+    from minillm.megabyte import Megabyte, MegabyteConfig
+
+    torch.manual_seed(0)
+    config = MegabyteConfig(d_global=16, n_global_layers=1, d_local=16, n_local_layers=1, max_patches=8)
+    return Megabyte(config).eval()
+
+
+def ids(*shape: int) -> torch.Tensor:
+    return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(0))
+
+
+def tmp_dir() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="bad_inputs_"))
+
+
+def a_file() -> Path:
+    path = tmp_dir() / "a_file"
+    path.write_text("not a directory")
+    return path
+
+
+class Parsed(Exception):
+    """Raised in place of running a command whose flags all parsed: a bad flag that gets here is silent."""
+
+
+def flags(script: str, *argv: str) -> None:
+    """Parse the command line of `script` (a module name or a path under the repo); a bad flag ends
+    in argparse's error, which is re-raised as ValueError with argparse's message."""
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        original(self, args, namespace)
+        raise Parsed("parsed")
+
+    stderr, old_argv = io.StringIO(), sys.argv
+    try:
+        argparse.ArgumentParser.parse_args = parse_then_stop
+        sys.argv = [script, *argv]
+        with contextlib.redirect_stderr(stderr):
+            if script.endswith(".py"):  # as `python benchmarks/x.py` runs it: its folder on sys.path
+                sys.path.insert(0, str((ROOT / script).parent))
+                runpy.run_path(str(ROOT / script), run_name="__main__")
+            else:
+                importlib.import_module(script).main()
+    except SystemExit as e:
+        if e.code != 0:
+            raise ValueError(stderr.getvalue().strip()) from None
+    except Parsed:
+        return  # silent: the command would have run
+    finally:
+        argparse.ArgumentParser.parse_args = original
+        sys.argv = old_argv
+        if script.endswith(".py"):
+            sys.path.remove(str((ROOT / script).parent))
+
+
+def nan_checkpoint() -> None:
+    """A checkpoint whose weights are all NaN, with a json whose sha256 matches them."""
+    from minillm.pretrained import load_pretrained, save_checkpoint
+
+    broken = MiniLLM(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_seq_len=8))
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(NAN)
+    directory = tmp_dir()
+    save_checkpoint(broken, "diverged", {"command": "python -m minillm.train ..."}, directory)
+    load_pretrained("diverged", directory)
+
+
+def train_with(**kwargs) -> None:
+    from dataclasses import replace
+
+    from minillm.train import PRESETS, train
+
+    out = kwargs.pop("out_dir") if "out_dir" in kwargs else tmp_dir()
+    train(replace(PRESETS["tiny"], steps=2), out, progress=False, **kwargs)
+
+
+def train_config(**kwargs):
+    from minillm.train import TrainConfig
+
+    return TrainConfig(**kwargs)
+
+
+def decode_with(fn: str, **kwargs) -> None:
+    from minillm import decoding
+
+    args = {"prompt_ids": [256, 72], "max_new_tokens": 2, **kwargs}
+    m = args.pop("model", model())
+    getattr(decoding, fn)(m, **args)
+
+
+def stream(**kwargs) -> None:
+    from minillm.streaming import stream_nll
+
+    args = {"ids": [256, 72, 105], "cache": DenseCache(), **kwargs}
+    stream_nll(args.pop("model", model()), **args)
+
+
+def recompute(**kwargs) -> None:
+    from minillm.streaming import recompute_nll
+
+    args = {"ids": [256, 72, 105, 33, 10], "window": 2, **kwargs}
+    recompute_nll(model(), **args)
+
+
+def forward(x=None, **kwargs) -> None:
+    model()(ids(1, 4) if x is None else x, **kwargs)
+
+
+def memory(**kwargs):
+    from minillm.infinite_former import ContinuousMemory
+
+    return ContinuousMemory(16, (0.05, 0.1), **kwargs)
+
+
+def fitted():
+    return memory().fit(torch.randn(8, 3))
+
+
+def with_nan(x: torch.Tensor, value: float = NAN) -> torch.Tensor:
+    x = x.clone()
+    x.view(-1)[0] = value
+    return x
+
+
+def cli(script: str, flag: str, value: str, *other: str) -> Case:
+    """A command line with one bad flag; the error must name the flag."""
+    module = "benchmarks" if script.endswith(".py") else "train CLI"
+    label = f"{script.split('/')[-1].removesuffix('.py')} {flag} {value!r}"
+    return Case(module, label, lambda: flags(script, *other, flag, value), ValueError, (flag,))
+
+
+tok = ByteTokenizer()
+q = torch.randn(1, 2, 8, 8)
+
+
+def c(module, label, call, error, *names) -> Case:
+    return Case(module, label, call, error, names)
+
+
+CASES = [
+    # ---- tokenizer ----
+    c("tokenizer", "decode floats", lambda: tok.decode([72.9, 105.2]), TypeError, "ids"),
+    c("tokenizer", "decode a str", lambda: tok.decode("123"), TypeError, "ids"),
+    c("tokenizer", "decode bools", lambda: tok.decode([True, False]), TypeError, "ids"),
+    c("tokenizer", "decode a float tensor", lambda: tok.decode(torch.tensor([72.0])), TypeError, "ids"),
+    c("tokenizer", "decode a 2-D tensor", lambda: tok.decode(torch.tensor([[72, 105]])), ValueError, "ids"),
+    c("tokenizer", "decode an id too large", lambda: tok.decode([300]), ValueError, "ids"),
+    c("tokenizer", "decode a negative id", lambda: tok.decode([-1]), ValueError, "ids"),
+    c("tokenizer", "decode None", lambda: tok.decode(None), TypeError, "ids"),
+    c("tokenizer", "decode nested lists", lambda: tok.decode([[72]]), TypeError, "ids"),
+    c("tokenizer", "show_special not a bool", lambda: tok.decode([72], show_special=1), TypeError, "show_special"),
+    c("tokenizer", "encode bytes", lambda: tok.encode(b"hi"), TypeError, "text"),
+    c("tokenizer", "encode a lone surrogate", lambda: tok.encode("a\ud800"), ValueError, "text"),
+    c("tokenizer", "encode None", lambda: tok.encode(None), TypeError, "text"),
+    c("tokenizer", "bos not a bool", lambda: tok.encode("a", bos="yes"), TypeError, "bos"),
+    # ---- config ----
+    c("config", "rope_base a str", lambda: ModelConfig(rope_base="x"), TypeError, "rope_base"),
+    c("config", "rope_base NaN", lambda: ModelConfig(rope_base=NAN), ValueError, "rope_base"),
+    c("config", "rope_base inf", lambda: ModelConfig(rope_base=INF), ValueError, "rope_base"),
+    c("config", "rope_base 1", lambda: ModelConfig(rope_base=1.0), ValueError, "rope_base"),
+    c("config", "rope_base a bool", lambda: ModelConfig(rope_base=True), TypeError, "rope_base"),
+    c("config", "norm_eps NaN", lambda: ModelConfig(norm_eps=NAN), ValueError, "norm_eps"),
+    c("config", "norm_eps negative", lambda: ModelConfig(norm_eps=-1e-5), ValueError, "norm_eps"),
+    c("config", "d_model a float", lambda: ModelConfig(d_model=32.0), TypeError, "d_model"),
+    c("config", "n_heads a bool", lambda: ModelConfig(n_heads=True), TypeError, "n_heads"),
+    c("config", "vocab_size 0", lambda: ModelConfig(vocab_size=0), ValueError, "vocab_size"),
+    c("config", "d_model not divisible", lambda: ModelConfig(d_model=30, n_heads=4), ValueError, "d_model"),
+    c("config", "n_kv_heads not dividing", lambda: ModelConfig(n_kv_heads=3), ValueError, "n_kv_heads"),
+    c("config", "norm unknown", lambda: ModelConfig(norm="batchnorm"), ValueError, "norm"),
+    c("config", "mlp unknown", lambda: ModelConfig(mlp="relu"), ValueError, "mlp"),
+    c("config", "tie_embeddings an int", lambda: ModelConfig(tie_embeddings=1), TypeError, "tie_embeddings"),
+    c("config", "mlp_hidden 0", lambda: ModelConfig(mlp_hidden=0), ValueError, "mlp_hidden"),
+    c("config", "MiniLLM of a str", lambda: MiniLLM("base"), TypeError, "config"),
+    # ---- model.forward ----
+    c("model", "float ids", lambda: forward(torch.rand(1, 4)), TypeError, "ids"),
+    c("model", "bool ids", lambda: forward(torch.ones(1, 4, dtype=torch.bool)), TypeError, "ids"),
+    c("model", "list ids", lambda: forward([[1, 2]]), TypeError, "ids"),
+    c("model", "1-D ids", lambda: forward(ids(4)), ValueError, "ids"),
+    c("model", "no tokens", lambda: forward(ids(1, 0)), ValueError, "ids"),
+    c("model", "empty batch", lambda: forward(ids(0, 4)), ValueError, "ids"),
+    c("model", "id too large", lambda: forward(torch.tensor([[1, 259]])), ValueError, "ids"),
+    c("model", "negative id", lambda: forward(torch.tensor([[1, -1]])), ValueError, "ids"),
+    c("model", "bool positions", lambda: forward(positions=torch.ones(4, dtype=torch.bool)), TypeError, "positions"),
+    c("model", "float positions", lambda: forward(positions=torch.arange(4.0)), TypeError, "positions"),
+    c("model", "NaN positions", lambda: forward(positions=with_nan(torch.arange(4.0))), TypeError, "positions"),
+    c("model", "decreasing positions", lambda: forward(positions=torch.arange(4).flip(0)), ValueError, "positions"),
+    c("model", "list positions", lambda: forward(positions=[0, 1, 2, 3]), TypeError, "positions"),
+    c("model", "positions too short", lambda: forward(positions=torch.arange(3)), ValueError, "positions"),
+    c("model", "2-D positions", lambda: forward(positions=torch.arange(4)[None]), ValueError, "positions"),
+    c(
+        "model",
+        "positions with a cache",
+        lambda: forward(positions=torch.arange(4), cache=DenseCache()),
+        ValueError,
+        "positions",
+    ),
+    c("model", "cache a str", lambda: forward(cache="dense"), TypeError, "cache"),
+    c("model", "max_distance 0", lambda: forward(max_distance=0), ValueError, "max_distance"),
+    c("model", "max_distance a float", lambda: forward(max_distance=2.5), TypeError, "max_distance"),
+    c("model", "int mask_mod", lambda: forward(mask_mod=lambda b, h, q, k: q - k), TypeError, "mask_mod"),
+    c(
+        "model",
+        "mask_mod with Python if",
+        lambda: forward(mask_mod=lambda b, h, q, k: q >= k if q > k else q == k),
+        TypeError,
+        "mask_mod",
+    ),
+    # ---- masks ----
+    c("masks", "window 0", lambda: masks.sliding_window(0), ValueError, "window"),
+    c("masks", "window a float", lambda: masks.sliding_window(2.5), TypeError, "window"),
+    c("masks", "window a bool", lambda: masks.sliding_window(True), TypeError, "window"),
+    c("masks", "n_sink negative", lambda: masks.sink_window(-1, 4), ValueError, "n_sink"),
+    c("masks", "n_local 0", lambda: masks.lambda_shaped(2, 0), ValueError, "n_local"),
+    c("masks", "n_global a str", lambda: masks.lambda_shaped("2", 4), TypeError, "n_global"),
+    c("masks", "q_len 0", lambda: masks.materialize(masks.causal(), 0), ValueError, "q_len"),
+    c("masks", "kv_len 0", lambda: masks.materialize(masks.causal(), 4, 0), ValueError, "kv_len"),
+    c("masks", "mask_mod not callable", lambda: masks.materialize("causal", 4), TypeError, "mask_mod"),
+    c("masks", "mask_mod gives ints", lambda: masks.materialize(lambda b, h, q, k: q - k, 4), TypeError, "mask_mod"),
+    c(
+        "masks",
+        "mask_mod gives floats",
+        lambda: masks.materialize(lambda b, h, q, k: (q >= k).float(), 4),
+        TypeError,
+        "mask_mod",
+    ),
+    c("masks", "mask_mod gives a bool", lambda: masks.materialize(lambda b, h, q, k: True, 4), TypeError, "mask_mod"),
+    c(
+        "masks",
+        "mask_mod of the wrong shape",
+        lambda: masks.materialize(lambda b, h, q, k: torch.ones(3, 3, dtype=torch.bool), 4),
+        ValueError,
+        "mask_mod",
+    ),
+    c(
+        "masks",
+        "mask_mod with Python and",
+        lambda: masks.materialize(lambda b, h, q, k: (q >= k) and (q - k < 2), 4),
+        TypeError,
+        "mask_mod",
+    ),
+    # ---- streaming ----
+    c("streaming", "float ids", lambda: stream(ids=[72.9, 105.2, 33.0]), TypeError, "ids"),
+    c("streaming", "str ids", lambda: stream(ids="Hello"), TypeError, "ids"),
+    c("streaming", "float tensor ids", lambda: stream(ids=torch.tensor([72.0, 105.0])), TypeError, "ids"),
+    c("streaming", "one token", lambda: stream(ids=[72]), ValueError, "ids"),
+    c("streaming", "2-D ids", lambda: stream(ids=ids(2, 4)), ValueError, "ids"),
+    c("streaming", "id too large", lambda: stream(ids=[72, 259]), ValueError, "ids"),
+    c("streaming", "cache a str", lambda: stream(cache="dense"), TypeError, "cache"),
+    c("streaming", "chunk_size 0", lambda: stream(chunk_size=0), ValueError, "chunk_size"),
+    c("streaming", "chunk_size a float", lambda: stream(chunk_size=1.5), TypeError, "chunk_size"),
+    c("streaming", "model a str", lambda: stream(model="base"), TypeError, "model"),
+    c("streaming", "batch_size -1", lambda: recompute(batch_size=-1), ValueError, "batch_size"),
+    c("streaming", "batch_size 0", lambda: recompute(batch_size=0), ValueError, "batch_size"),
+    c("streaming", "batch_size a float", lambda: recompute(batch_size=2.0), TypeError, "batch_size"),
+    c("streaming", "window 0", lambda: recompute(window=0), ValueError, "window"),
+    c("streaming", "window a bool", lambda: recompute(window=True), TypeError, "window"),
+    c("streaming", "recompute on floats", lambda: recompute(ids=[1.5, 2.5, 3.5]), TypeError, "ids"),
+    # ---- decoding, sampling ----
+    c("decoding", "temperature negative", lambda: decode_with("sample", temperature=-1.0), ValueError, "temperature"),
+    c("decoding", "temperature NaN", lambda: decode_with("sample", temperature=NAN), ValueError, "temperature"),
+    c("decoding", "temperature inf", lambda: decode_with("sample", temperature=INF), ValueError, "temperature"),
+    c("decoding", "temperature a str", lambda: decode_with("sample", temperature="hot"), TypeError, "temperature"),
+    c("decoding", "top_k 0", lambda: decode_with("sample", top_k=0), ValueError, "top_k"),
+    c("decoding", "top_k a float", lambda: decode_with("sample", top_k=2.5), TypeError, "top_k"),
+    c("decoding", "max_new_tokens -1", lambda: decode_with("sample", max_new_tokens=-1), ValueError, "max_new_tokens"),
+    c(
+        "decoding", "max_new_tokens a float", lambda: decode_with("greedy", max_new_tokens=1.5), TypeError, "max_new"
+    ),
+    c("decoding", "empty prompt", lambda: decode_with("greedy", prompt_ids=[]), ValueError, "prompt_ids"),
+    c("decoding", "float prompt", lambda: decode_with("greedy", prompt_ids=[72.9]), TypeError, "prompt_ids"),
+    c("decoding", "str prompt", lambda: decode_with("greedy", prompt_ids="Hi"), TypeError, "prompt_ids"),
+    c("decoding", "prompt id too large", lambda: decode_with("greedy", prompt_ids=[999]), ValueError, "prompt_ids"),
+    c("decoding", "seed negative", lambda: decode_with("sample", seed=-1), ValueError, "seed"),
+    c("decoding", "generator a str", lambda: decode_with("sample", generator="g"), TypeError, "generator"),
+    c("decoding", "model a str", lambda: decode_with("greedy", model="base"), TypeError, "model"),
+    c("decoding", "jacobi window 0", lambda: decode_with("jacobi_decode", window=0), ValueError, "window"),
+    c("decoding", "lookahead ngram 1", lambda: decode_with("lookahead_decode", ngram=1), ValueError, "ngram"),
+    c("decoding", "lookahead guesses -1", lambda: decode_with("lookahead_decode", guesses=-1), ValueError, "guesses"),
+    c("decoding", "lookahead accept", lambda: decode_with("lookahead_decode", accept="all"), ValueError, "accept"),
+    c(
+        "decoding",
+        "pool_from_prompt an int",
+        lambda: decode_with("lookahead_decode", pool_from_prompt=1),
+        TypeError,
+        "pool_from_prompt",
+    ),
+    c(
+        "decoding",
+        "next_token_probs of ints",
+        lambda: __import__("minillm.decoding").decoding.next_token_probs(torch.arange(5), 1.0),
+        TypeError,
+        "logits",
+    ),
+    c(
+        "decoding",
+        "next_token_probs at temperature 0",
+        lambda: __import__("minillm.decoding").decoding.next_token_probs(torch.randn(5), 0.0),
+        ValueError,
+        "temperature",
+    ),
+    c("sampling", "draw NaN probs", lambda: _draw(with_nan(torch.ones(4))), ValueError, "probs"),
+    c("sampling", "draw all-zero probs", lambda: _draw(torch.zeros(4)), ValueError, "probs"),
+    c("sampling", "draw negative probs", lambda: _draw(torch.tensor([0.5, -0.1, 0.6])), ValueError, "probs"),
+    c("sampling", "draw 2-D probs", lambda: _draw(torch.ones(2, 2)), TypeError, "probs"),
+    c("sampling", "draw int probs", lambda: _draw(torch.ones(4, dtype=torch.long)), TypeError, "probs"),
+    c("sampling", "draw with a seed as generator", lambda: _draw(torch.ones(4), 0), TypeError, "generator"),
+    # ---- train: the config, the loop, the command lines ----
+    c("train", "batch_size 0", lambda: train_config(batch_size=0), ValueError, "batch_size"),
+    c("train", "batch_size a float", lambda: train_config(batch_size=2.5), TypeError, "batch_size"),
+    c("train", "steps a str", lambda: train_config(steps="100"), TypeError, "steps"),
+    c("train", "lr NaN", lambda: train_config(lr=NAN), ValueError, "lr"),
+    c("train", "warmup negative", lambda: train_config(warmup=-1), ValueError, "warmup"),
+    c("train", "grad_clip inf", lambda: train_config(grad_clip=INF), ValueError, "grad_clip"),
+    c("train", "prose_fraction 1.5", lambda: train_config(prose_fraction=1.5), ValueError, "prose_fraction"),
+    c("train", "model a str", lambda: train_config(model="base"), TypeError, "model"),
+    c("train", "stop_at 0", lambda: train_with(stop_at=0), ValueError, "stop_at"),
+    c("train", "stop_at a float", lambda: train_with(stop_at=1.5), TypeError, "stop_at"),
+    c("train", "max_minutes -1", lambda: train_with(max_minutes=-1), ValueError, "max_minutes"),
+    c("train", "max_minutes NaN", lambda: train_with(max_minutes=NAN), ValueError, "max_minutes"),
+    c("train", "resume a str", lambda: train_with(resume="yes"), TypeError, "resume"),
+    c("train", "out_dir empty", lambda: train_with(out_dir=""), ValueError, "out_dir"),
+    c("train", "out_dir an int", lambda: train_with(out_dir=3), TypeError, "out_dir"),
+    c("train", "out_dir a file", lambda: train_with(out_dir=a_file()), ValueError, "out_dir"),
+    cli("minillm.train", "--stop-at", "0", "--preset", "tiny"),  # trained the whole schedule
+    cli("minillm.train", "--stop-at", "-3", "--preset", "tiny"),
+    cli("minillm.train", "--checkpoint", "", "--preset", "tiny"),  # exited 0, saving nothing
+    cli("minillm.train", "--checkpoint", "a/b", "--preset", "tiny"),
+    cli("minillm.train", "--max-minutes", "-1", "--preset", "tiny"),  # stopped after one step
+    cli("minillm.train", "--max-minutes", "nan", "--preset", "tiny"),
+    cli("minillm.train", "--threads", "0", "--preset", "tiny"),  # was ignored
+    cli("minillm.train", "--steps", "0", "--preset", "tiny"),
+    cli("minillm.train", "--steps", "2.5", "--preset", "tiny"),
+    cli("minillm.train", "--seed", "-1", "--preset", "tiny"),
+    cli("minillm.train", "--preset", "huge"),
+    cli("minillm.train_megabyte", "--stop-at", "0"),
+    cli("minillm.train_megabyte", "--threads", "0"),
+    cli("minillm.train_megabyte", "--checkpoint", ""),
+    # ---- benchmarks' flags ----
+    cli("benchmarks/attention.py", "--window", "0"),  # quietly became 256
+    cli("benchmarks/attention.py", "--block", "0"),
+    cli("benchmarks/attention.py", "--lengths", "0"),
+    cli("benchmarks/attention.py", "--n-sink", "-1"),
+    cli("benchmarks/attention.py", "--heads", "0"),
+    cli("benchmarks/attention.py", "--repeats", "0"),
+    cli("benchmarks/attention.py", "--device", "gpu"),
+    cli("benchmarks/decoding.py", "--prompts", "0"),
+    cli("benchmarks/decoding.py", "--new-tokens", "-1"),
+    cli("benchmarks/decoding.py", "--device", "nope"),
+    cli("benchmarks/megabyte.py", "--train-steps", "0"),
+    cli("benchmarks/megabyte.py", "--lengths", "0"),
+    cli("benchmarks/lm_infinite.py", "--targets", "0"),
+    cli("benchmarks/lm_infinite.py", "--repeats", "0"),
+    cli("benchmarks/infinite_former.py", "--first-steps", "0"),
+    cli("benchmarks/infinite_former.py", "--threads", "0"),
+    # ---- pretrained ----
+    c("pretrained", "name an int", lambda: _load(3), TypeError, "name"),
+    c("pretrained", "unknown name", lambda: _load("no_such_model"), FileNotFoundError, "no_such_model"),
+    c("pretrained", "directory an int", lambda: _load("base", directory=3), TypeError, "directory"),
+    c("pretrained", "directory a file", lambda: _load("base", directory=a_file()), ValueError, "directory"),
+    c("pretrained", "device unknown", lambda: _load("base", device="gpu"), ValueError, "device"),
+    c("pretrained", "device an int", lambda: _load("base", device=0), TypeError, "device"),
+    c("pretrained", "all-NaN weights, matching sha256", nan_checkpoint, ValueError, "diverged", "NaN"),
+    c("pretrained", "tokenizer name an int", lambda: _tokenizer(3), TypeError, "name"),
+    # ---- MEGABYTE ----
+    c("megabyte", "float prompt", lambda: megabyte().generate([72.9], 3), TypeError, "prompt_ids"),
+    c("megabyte", "str prompt", lambda: megabyte().generate("Hi", 3), TypeError, "prompt_ids"),
+    c("megabyte", "prompt id too large", lambda: megabyte().generate([300], 3), ValueError, "ids"),
+    c("megabyte", "max_new_tokens -1", lambda: megabyte().generate([72], -1), ValueError, "max_new_tokens"),
+    c("megabyte", "temperature NaN", lambda: megabyte().generate([72], 3, temperature=NAN), ValueError, "temperature"),
+    c("megabyte", "temperature inf", lambda: megabyte().generate([72], 3, temperature=INF), ValueError, "temperature"),
+    c("megabyte", "top_k 0", lambda: megabyte().generate([72], 3, temperature=1.0, top_k=0), ValueError, "top_k"),
+    # ---- infinite-former, continuous attention ----
+    c("continuous_attention", "sigmas a float", lambda: _basis(8, 0.5), TypeError, "sigmas"),
+    c("continuous_attention", "sigmas NaN", lambda: _basis(8, (NAN,)), ValueError, "sigmas"),
+    c("continuous_attention", "sigmas inf", lambda: _basis(8, (INF,)), ValueError, "sigmas"),
+    c("continuous_attention", "sigmas 0", lambda: _basis(8, (0.0,)), ValueError, "sigmas"),
+    c("continuous_attention", "num_basis a float", lambda: _basis(8.0, (0.1,)), TypeError, "num_basis"),
+    c("infinite_former", "ridge inf", lambda: memory(ridge=INF), ValueError, "ridge"),
+    c("infinite_former", "ridge NaN", lambda: memory(ridge=NAN), ValueError, "ridge"),
+    c("infinite_former", "ridge 0", lambda: memory(ridge=0.0), ValueError, "ridge"),
+    c("infinite_former", "tau 1", lambda: memory(tau=1.0), ValueError, "tau"),
+    c("infinite_former", "fit on NaN", lambda: memory().fit(with_nan(torch.randn(8, 3))), ValueError, "x"),
+    c("infinite_former", "fit on inf", lambda: memory().fit(with_nan(torch.randn(8, 3), INF)), ValueError, "x"),
+    c("infinite_former", "fit on ints", lambda: memory().fit(torch.ones(8, 3, dtype=torch.long)), TypeError, "x"),
+    c("infinite_former", "read at NaN", lambda: fitted().read(with_nan(torch.rand(3))), ValueError, "t"),
+    c(
+        "infinite_former",
+        "update with NaN",
+        lambda: fitted().update(with_nan(torch.randn(4, 3))),
+        ValueError,
+        "x_new",
+    ),
+    # ---- kernels ----
+    c("kernels", "blocked_attention block 0", lambda: _kernel("blocked_attention", block=0), ValueError, "block"),
+    c("kernels", "blocked_attention block 2.5", lambda: _kernel("blocked_attention", block=2.5), TypeError, "block"),
+    c("kernels", "window 0", lambda: _kernel("blocked_attention", window=0), ValueError, "window"),
+    c("kernels", "n_sink a float", lambda: _kernel("blocked_attention", n_sink=1.0), TypeError, "n_sink"),
+    c("kernels", "causal an int", lambda: _kernel("blocked_attention", causal=1), TypeError, "causal"),
+    c("kernels", "blocked k of another dtype", lambda: _kernel("blocked_attention", k=0), TypeError, "q, k, v"),
+    c("kernels", "reference k with one head", lambda: _kernel("reference_attention", k=1), ValueError, "q, k, v"),
+    c("kernels", "blocked q a list", lambda: _kernel("blocked_attention", q=[1.0]), TypeError, "q"),
+    c("kernels", "block_m 3", lambda: _kernel("block_sparse_attention", block_m=32, block_n=3), ValueError, "block_n"),
+    # ---- Λ attention ----
+    c("lambda_attention", "n_global negative", lambda: _lambda(q, q, q, -1, 4, 4), ValueError, "n_global"),
+    c("lambda_attention", "n_local 0", lambda: _lambda(q, q, q, 1, 0, 4), ValueError, "n_local"),
+    c("lambda_attention", "max_distance 0", lambda: _lambda(q, q, q, 1, 4, 0), ValueError, "max_distance"),
+    c("lambda_attention", "k of another shape", lambda: _lambda(q, q[:, :1], q, 1, 4, 4), ValueError, "q, k, v"),
+    c("lambda_attention", "k of another dtype", lambda: _lambda(q, q.double(), q, 1, 4, 4), TypeError, "q, k, v"),
+    c("lambda_attention", "q a list", lambda: _lambda([1.0], q, q, 1, 4, 4), TypeError, "q"),
+    c("lambda_attention", "int q", lambda: _lambda(q.long(), q.long(), q.long(), 1, 4, 4), TypeError, "q"),
+]  # fmt: skip
+
+
+def _draw(probs, generator=None):
+    from minillm.sampling import draw
+
+    return draw(probs, torch.Generator().manual_seed(0) if generator is None else generator)
+
+
+def _load(name, **kwargs):
+    from minillm.pretrained import load_pretrained
+
+    return load_pretrained(name, **kwargs)
+
+
+def _tokenizer(name):
+    from minillm.pretrained import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+def _basis(num_basis, sigmas):
+    from minillm.continuous_attention import GaussianBasis
+
+    return GaussianBasis(num_basis, sigmas)
+
+
+def _kernel(name, **kwargs):
+    import kernels
+
+    x = torch.randn(1, 2, 32, 16)
+    other = {0: x.double(), 1: x[:, :1]}  # k of another dtype, of one head
+    q_, k_ = kwargs.pop("q", x), other[kwargs.pop("k")] if "k" in kwargs else x
+    return getattr(kernels, name)(q_, k_, x, **kwargs)
+
+
+def _lambda(*args):
+    from minillm.lambda_attention import lambda_attention
+
+    return lambda_attention(*args)
+
+
+# ---- the same rules swept over every size, count, scale and id argument with generic bad values ----
+
+
+def _sweep_int(module: str, name: str, call: Callable[[object], object], minimum: int, none_ok: bool = False):
+    bad = [minimum - 1, minimum - 10, 2.5, True, "3", NAN] + ([] if none_ok else [None])
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+def _sweep_float(module: str, name: str, call: Callable[[object], object], below: float, none_ok: bool = False):
+    bad = [below, NAN, INF, -INF, "1.0", True] + ([] if none_ok else [None])
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+def _sweep_ids(module: str, name: str, call: Callable[[object], object]):
+    bad = [
+        [72.0, 105.0],
+        "Hi",
+        [True, 1],
+        [[72, 105]],
+        torch.tensor([0.5, 1.5]),
+        torch.tensor([1, 0]).bool(),
+        [72, -1],
+        [72, 10**6],
+    ]
+    return [c(module, f"{name}={v!r}", lambda v=v: call(v), (TypeError, ValueError), name) for v in bad]
+
+
+SWEEP = [
+    *_sweep_int("masks", "window", masks.sliding_window, 1),
+    *_sweep_int("masks", "n_sink", lambda v: masks.sink_window(v, 4), 0),
+    *_sweep_int("masks", "n_local", lambda v: masks.lambda_shaped(2, v), 1),
+    *_sweep_int("masks", "q_len", lambda v: masks.materialize(masks.causal(), v), 1),
+    *_sweep_int("streaming", "chunk_size", lambda v: stream(chunk_size=v), 1),
+    *_sweep_int("streaming", "batch_size", lambda v: recompute(batch_size=v), 1),
+    *_sweep_int("streaming", "window", lambda v: recompute(window=v), 1),
+    *_sweep_int("decoding", "max_new_tokens", lambda v: decode_with("sample", max_new_tokens=v), 0),
+    *_sweep_int("decoding", "top_k", lambda v: decode_with("sample", top_k=v), 1, none_ok=True),
+    *_sweep_int("decoding", "seed", lambda v: decode_with("sample", seed=v), 0, none_ok=True),
+    *_sweep_int("decoding", "window", lambda v: decode_with("lookahead_decode", window=v), 1),
+    *_sweep_int("decoding", "ngram", lambda v: decode_with("lookahead_decode", ngram=v), 2),
+    *_sweep_int("config", "d_model", lambda v: ModelConfig(d_model=v), 1),
+    *_sweep_int("config", "n_layers", lambda v: ModelConfig(n_layers=v), 1),
+    *_sweep_int("config", "max_seq_len", lambda v: ModelConfig(max_seq_len=v), 1),
+    *_sweep_int("train", "batch_size", lambda v: train_config(batch_size=v), 1),
+    *_sweep_int("train", "warmup", lambda v: train_config(warmup=v), 0),
+    *_sweep_int("train", "stop_at", lambda v: train_with(stop_at=v), 1, none_ok=True),
+    *_sweep_int("megabyte", "max_new_tokens", lambda v: megabyte().generate([72], v), 0),
+    *_sweep_int("continuous_attention", "num_basis", lambda v: _basis(v, (0.1,)), 1),
+    *_sweep_int("kernels", "block", lambda v: _kernel("blocked_attention", block=v), 1),
+    *_sweep_float("decoding", "temperature", lambda v: decode_with("sample", temperature=v), -0.5),
+    *_sweep_float("config", "rope_base", lambda v: ModelConfig(rope_base=v), 1.0),
+    *_sweep_float("config", "norm_eps", lambda v: ModelConfig(norm_eps=v), 0.0),
+    *_sweep_float("train", "lr", lambda v: train_config(lr=v), -1e-3),
+    *_sweep_float("train", "max_minutes", lambda v: train_with(max_minutes=v), -1.0, none_ok=True),
+    *_sweep_float("infinite_former", "ridge", lambda v: memory(ridge=v), 0.0),
+    *_sweep_ids("tokenizer", "ids", tok.decode),
+    *_sweep_ids("streaming", "ids", lambda v: stream(ids=v)),
+    *_sweep_ids("decoding", "prompt_ids", lambda v: decode_with("greedy", prompt_ids=v)),
+    *_sweep_ids("megabyte", "ids", lambda v: megabyte().generate(v, 2)),
+]
+
+
+@pytest.mark.parametrize("case", SWEEP, ids=[f"{case.module}: {case.label}" for case in SWEEP])
+def test_every_argument_refuses_generic_bad_values(case):
+    test_bad_input_raises_an_error_that_names_the_argument(case)
+
+
+def classify(case: Case) -> str:
+    """clear, obscure or silent (see the module's docstring)."""
+    try:
+        case.call()
+    except case.error as e:
+        return "clear" if all(name in str(e) for name in case.names) else "obscure"
+    except Exception:
+        return "obscure"
+    return "silent"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{case.module}: {case.label}" for case in CASES])
+def test_bad_input_raises_an_error_that_names_the_argument(case):
+    with pytest.raises(case.error) as raised:
+        case.call()
+    message = str(raised.value)
+    for name in case.names:
+        assert name in message, f"the message does not name {name!r}: {message}"
+
+
+def test_the_catalogue_is_large_and_covers_every_module():
+    assert len(CASES) >= 120
+    assert len({(case.module, case.label) for case in CASES}) == len(CASES)
+    assert len({case.module for case in CASES}) >= 15
+
+
+# ---- behaviour around the errors: what valid input still does, and what a fault leaves behind ----
+
+
+def test_the_bpe_tokenizer_applies_the_same_rules():
+    from minillm.pretrained import cache_dir, load_tokenizer
+
+    if not (cache_dir() / "smollm2-135m.json").exists():
+        pytest.skip("SmolLM2 is not in the cache (python -m minillm.pretrained fetch smollm2-135m)")
+    bpe = load_tokenizer("smollm2-135m")
+    for call, error, name in [
+        (lambda: bpe.decode([72.9]), TypeError, "ids"),
+        (lambda: bpe.decode("123"), TypeError, "ids"),
+        (lambda: bpe.decode([bpe.vocab_size]), ValueError, "ids"),
+        (lambda: bpe.encode("a\ud800"), ValueError, "text"),
+        (lambda: bpe.encode(b"a"), TypeError, "text"),
+        (lambda: bpe.encode("a", bos=1), TypeError, "bos"),
+    ]:
+        with pytest.raises(error, match=name):
+            call()
+    assert bpe.decode(bpe.encode("Hello there")) == "Hello there"
+
+
+def test_a_tiny_temperature_samples_the_argmax_instead_of_nan():
+    from minillm.decoding import greedy, sample
+
+    prompt = [256, 72, 105]
+    assert sample(model(), prompt, 6, temperature=1e-320).tokens == greedy(model(), prompt, 6).tokens
+
+
+def test_token_ids_from_a_tensor_still_decode():
+    t = torch.tensor([72, 105])
+    assert tok.decode(t) == tok.decode(list(t)) == tok.decode([72, 105]) == "Hi"
+
+
+def test_decode_accepts_numpy_integers():
+    np = pytest.importorskip("numpy")
+    assert tok.decode(np.array([72, 105])) == "Hi"
+
+
+def test_positions_may_repeat_and_start_anywhere():
+    x = ids(1, 4)
+    shifted = model()(x, positions=torch.arange(4) + 7).logits
+    torch.testing.assert_close(shifted, model()(x).logits, rtol=1e-4, atol=1e-4)  # RoPE is relative
+    model()(x, positions=torch.tensor([0, 1, 1, 2]))
+
+
+def test_a_corrupt_state_file_names_itself_and_the_fix(tmp_path):
+    (tmp_path / "state.pt").write_bytes(b"\x80\x02 truncated")
+    with pytest.raises(ValueError) as raised:
+        train_with(out_dir=tmp_path)
+    assert str(tmp_path / "state.pt") in str(raised.value) and "--no-resume" in str(raised.value)
+
+
+def test_a_failing_save_says_why_and_a_rerun_resumes_with_a_consistent_log(tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+
+    from minillm import train as train_module
+
+    cfg = replace(train_module.PRESETS["tiny"], steps=4, eval_every=1, save_every=2)
+    real_save = torch.save
+    calls = []
+
+    def disk_full_on_second_save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "save", disk_full_on_second_save)
+    with pytest.raises(OSError, match="could not save the training state at step 4") as raised:
+        train_module.train(cfg, tmp_path, progress=False)
+    assert "unchanged" in str(raised.value) and not (tmp_path / "state.tmp").exists()
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 2
+    resumed = train_module.train(cfg, tmp_path, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # no step logged twice
+    uninterrupted = train_module.train(cfg, tmp_path / "fresh", progress=False)
+    for a, b in zip(resumed.parameters(), uninterrupted.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_ctrl_c_saves_and_the_run_resumes_exactly(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from minillm import train as train_module
+
+    cfg = replace(train_module.PRESETS["tiny"], steps=6, eval_every=3, save_every=100)
+    real_batch = train_module.get_batch
+    drawn = []
+
+    def interrupt_at_the_fourth_batch(*args):
+        drawn.append(1)
+        if len(drawn) == 4:
+            raise KeyboardInterrupt
+        return real_batch(*args)
+
+    monkeypatch.setattr(train_module, "get_batch", interrupt_at_the_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(cfg, tmp_path, progress=False)
+    assert "run the same command again to resume" in capsys.readouterr().out
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 3
+    monkeypatch.setattr(train_module, "get_batch", real_batch)
+    resumed = train_module.train(cfg, tmp_path, progress=False)
+    uninterrupted = train_module.train(cfg, tmp_path / "fresh", progress=False)
+    for a, b in zip(resumed.parameters(), uninterrupted.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_unwritable_run_directory_is_refused_before_training(tmp_path):
+    from minillm.train import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        main(["--preset", "tiny", "--out", str(blocker / "run")])
+    assert "--out" in err.getvalue() and "not a writable directory" in err.getvalue()
+
+
+def test_an_unwritable_checkpoint_directory_is_refused_before_training(tmp_path, monkeypatch):
+    from minillm import pretrained
+    from minillm.train import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(pretrained, "CHECKPOINT_DIR", blocker / "checkpoints")
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        main(["--preset", "tiny", "--out", str(tmp_path / "run"), "--checkpoint", "x"])
+    assert "checkpoint directory" in err.getvalue() and not (tmp_path / "run" / "state.pt").exists()
+
+
+def test_the_progress_bar_ends_at_stop_at(tmp_path, monkeypatch):
+    from minillm import train as train_module
+
+    totals = []
+    real_tqdm = train_module.tqdm
+    monkeypatch.setattr(train_module, "tqdm", lambda **kw: totals.append(kw["total"]) or real_tqdm(**kw))
+    train_with(out_dir=tmp_path, stop_at=1)
+    assert totals == [1]
+
+
+def test_triton_imported_before_kernels_still_runs_in_the_interpreter():
+    """`import triton` (or torch.compile, or torch.utils.flop_counter) before `import kernels` used to
+    break every interpreted kernel; kernels now switches Triton's library to the interpreter."""
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU Triton compiles; the interpreter is not involved")
+    code = (
+        "import triton, torch, kernels\n"
+        "q = torch.randn(1, 2, 40, 16, requires_grad=True)\n"
+        "out = kernels.block_sparse_attention(q, q, q, n_sink=2, window=8)\n"
+        "ref = kernels.reference_attention(q, q, q, n_sink=2, window=8)\n"
+        "g, = torch.autograd.grad(out.sum(), q); r, = torch.autograd.grad(ref.sum(), q)\n"
+        "print(float((out - ref).abs().max()), float((g - r).abs().max()))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert max(float(x) for x in out.stdout.split()) < 1e-4, out.stdout
+
+
+if __name__ == "__main__":  # counts per class, by module
+    torch.set_num_threads(1)
+    by_module: dict[str, Counter] = {}
+    for case in CASES + SWEEP:
+        verdict = classify(case)
+        by_module.setdefault(case.module, Counter())[verdict] += 1
+        if verdict != "clear":
+            print(f"{verdict:8} {case.module}: {case.label}")
+    total = Counter()
+    for module, counts in by_module.items():
+        total += counts
+        print(f"{module:22} clear {counts['clear']:3}  obscure {counts['obscure']:3}  silent {counts['silent']:3}")
+    print(f"{'all':22} clear {total['clear']:3}  obscure {total['obscure']:3}  silent {total['silent']:3}")

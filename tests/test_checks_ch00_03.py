@@ -29,7 +29,7 @@ def test_chapter_00_checkers(small_model, capsys):
     assert not ch00.check_bits_per_byte(lambda nll: nll / math.log(10))
     assert not ch00.check_encode(stub)
     out = capsys.readouterr().out
-    assert out.count("✅") == 4 and out.count("❌") == 3 and "⏳ encode: not implemented yet" in out
+    assert out.count("✅") == 4 and out.count("❌") == 3 and "⏳ TODO encode: not implemented yet" in out
 
 
 def test_chapter_01_checkers(capsys):
@@ -46,7 +46,7 @@ def test_chapter_01_checkers(capsys):
     assert not ch01.check_decode_step(lambda kc, vc, q, k, v: (reference_attention(q, k, v)[0], kc, vc))
     assert not ch01.check_rope(stub)
     out = capsys.readouterr().out
-    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ rope" in out
+    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ TODO rope" in out
 
 
 def test_chapter_02_checkers(capsys):
@@ -60,7 +60,7 @@ def test_chapter_02_checkers(capsys):
     assert not ch02.check_kv_cache_bytes(lambda cfg, n: cfg.n_layers * n * cfg.d_model * 4)  # forgot V
     assert not ch02.check_keep(stub)
     out = capsys.readouterr().out
-    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ keep" in out
+    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ TODO keep" in out
 
 
 def test_chapter_03_checkers(small_model, capsys):
@@ -77,4 +77,4 @@ def test_chapter_03_checkers(small_model, capsys):
     assert not ch03.check_off_by_one(lambda s: s.exp() / (1 + s.exp().sum(-1, keepdim=True)))  # overflows at 100
     assert not ch03.check_sink_keep(stub)
     out = capsys.readouterr().out
-    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ sink_keep" in out
+    assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ TODO sink_keep" in out

@@ -70,4 +70,4 @@ def test_stubs_are_reported_as_not_implemented(capsys):
         assert not check(stub)
     out = capsys.readouterr().out
     for name in ("jacobi_iteration", "update_pool", "verify", "lookahead_mask"):
-        assert f"⏳ {name}: not implemented yet" in out
+        assert f"⏳ TODO {name}: not implemented yet" in out

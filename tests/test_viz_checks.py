@@ -183,7 +183,7 @@ def test_checkers_pass_the_package_functions_and_fail_wrong_ones(capsys):
     assert ch01.check_rope(apply_rope)
     assert not ch01.check_rope(lambda x, p, b: x)
     out = capsys.readouterr().out
-    assert "✅ attention" in out and "❌ rope" in out and "hint:" in out and "expected:" in out
+    assert "✅ PASS attention" in out and "❌ FAIL rope" in out and "hint:" in out and "expected:" in out
 
 
 def test_a_stub_is_reported_as_not_implemented_and_errors_do_not_escape(capsys):
@@ -194,7 +194,7 @@ def test_a_stub_is_reported_as_not_implemented_and_errors_do_not_escape(capsys):
     assert not ch00.check_bits_per_byte(lambda x: 1 / 0)
     assert not run_check("shape", lambda: torch.zeros(2), lambda: torch.zeros(3), [()])
     out = capsys.readouterr().out
-    assert "⏳ bits_per_byte: not implemented yet" in out
+    assert "⏳ TODO bits_per_byte: not implemented yet" in out
     assert "raised ZeroDivisionError" in out
     assert "shape (2,) instead of (3,)" in out
 

@@ -1,8 +1,9 @@
 """The machinery shared by every chapter's checkers.
 
 A checker runs the learner's function on every case (smallest first), compares each result with
-the package's own, and prints one verdict: ✅ passed, ⏳ not implemented yet, or ❌ with the
+the package's own, and prints one verdict: ✅ PASS, ⏳ TODO (not implemented yet), or ❌ FAIL with the
 smallest failing case, expected and got cut around the place where they differ, and a hint.
+Each symbol is followed by a word, which is what a screen without an emoji font shows (a box).
 
 Hints are graded: `run_check(..., hints=(h1, h2))`. The first failing call of a check prints h1
 (the property that failed); the next failing call of the same check, or a checker called with
@@ -211,9 +212,9 @@ def report(
     """Print the verdict line(s); the result is truthy when passed."""
     if problem is None:
         _failures.pop(title, None)
-        print(f"✅ {title}: passed ({n_cases} case{'s' if n_cases != 1 else ''})")
+        print(f"✅ PASS {title}: passed ({n_cases} case{'s' if n_cases != 1 else ''})")
         return CheckResult(title, True)
-    print("\n".join([f"❌ {title}: {problem}", *_hint_lines(title, hint, hints, level)]))
+    print("\n".join([f"❌ FAIL {title}: {problem}", *_hint_lines(title, hint, hints, level)]))
     return CheckResult(title, False, problem)
 
 
@@ -246,7 +247,7 @@ def run_check(
         try:
             got = student(*copy.deepcopy(case))
         except NotImplementedError:
-            print(f"⏳ {title}: not implemented yet")
+            print(f"⏳ TODO {title}: not implemented yet")
             return CheckResult(title, False, "not implemented yet")
         except CheckFailed as e:
             failures.append(f"{label}: {e}")

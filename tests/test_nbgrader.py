@@ -6,6 +6,7 @@ submissions of two chapters) needs nbgrader, which the `[dev]` extra installs.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import torch
 
 from minillm.checks import ch02
 from minillm.course import BEGIN, END, ROOT, is_prediction, is_solution_only
-from minillm.nbgrader_course import CODE_STUB, POINTS_PER_CHECK, make_course, nbgrader_source
+from minillm.nbgrader_course import CODE_STUB, POINTS_PER_CHECK, make_course, nbgrader_source, points
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 CHECK_CALL = re.compile(r"^ch\d\d\.check_\w+\(", re.M)
@@ -94,6 +95,13 @@ def test_grade_ids_are_stable_names_not_positions():
     assert ids[:2] == ["answer_keep", "test_keep"] and ids[-2:] == ["answer_kv_cache_bytes", "test_kv_cache_bytes"]
 
 
+def test_readme_quotes_the_points_per_chapter():
+    totals = [points(nbgrader_source(nbformat.read(p, as_version=4))) for p in SOLUTIONS]
+    row = re.search(r"^\| points \(1 per check\) \|(.*)\|$", (ROOT / "README.md").read_text(), re.M)
+    assert row, "README: the points row of 'Teaching with nbgrader' is missing"
+    assert [float(x) for x in row[1].split("|")] == [*totals, sum(totals)]
+
+
 # --- the real nbgrader -------------------------------------------------------------------------
 
 CHAPTERS = ("00_tour", "02_window_attention")
@@ -139,7 +147,7 @@ def test_nbgrader_generates_and_autogrades_two_chapters(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", ENV["PATH"])
     course = tmp_path / "course"
     totals = make_course(course)
-    students = {"correct": {}, "two_wrong": None, "untouched": None}
+    students = ("correct", "two_wrong", "untouched")
     for chapter in CHAPTERS:
         _nbgrader(course, "generate_assignment", chapter, "--force")
         name = f"{chapter}.ipynb"
@@ -155,9 +163,7 @@ def test_nbgrader_generates_and_autogrades_two_chapters(tmp_path, monkeypatch):
             folder = course / "submitted" / student / chapter
             folder.mkdir(parents=True)
             nbformat.write(nb, folder / name)
-        for student in students:
-            _nbgrader(course, "db", "student", "add", student)
-        _nbgrader(course, "autograde", chapter)
+        _nbgrader(course, "autograde", chapter)  # adds the students it finds in submitted/
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for chapter in CHAPTERS:
@@ -175,6 +181,12 @@ def test_nbgrader_generates_and_autogrades_two_chapters(tmp_path, monkeypatch):
                 if grade.score < grade.max_score
             }
             assert lost == {f"test_{a.removeprefix('answer_')}" for a in WRONG[chapter]}, chapter
+
+    _nbgrader(course, "export")  # the guide's last step: grades.csv, one row per student and assignment
+    with open(course / "grades.csv", newline="") as f:
+        exported = {(row["assignment"], row["student_id"]): float(row["raw_score"]) for row in csv.DictReader(f)}
+    assert exported[(CHAPTERS[0], "two_wrong")] == totals[CHAPTERS[0]] - 2 * POINTS_PER_CHECK
+    assert exported[(CHAPTERS[1], "untouched")] == 0
 
     # Feedback: the failing test cell shows the verdict, then the AssertionError with the first hint.
     graded = nbformat.read(course / "autograded" / "two_wrong" / CHAPTERS[1] / f"{CHAPTERS[1]}.ipynb", as_version=4)

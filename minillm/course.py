@@ -4,6 +4,7 @@
     python -m minillm.course run                  # re-execute every notebook, write outputs back
     python -m minillm.course run notebooks/01_dense_attention.ipynb
     python -m minillm.course run --no-write       # time the notebooks, change nothing
+    python -m minillm.course nbgrader classroom   # an nbgrader course directory (see minillm/nbgrader_course.py)
 
 `solutions/` is the single source. Solution code sits between nbgrader's markers
 `### BEGIN SOLUTION` / `### END SOLUTION`; in the exercise notebook it becomes a stub that raises
@@ -201,9 +202,16 @@ def main(argv: list[str] | None = None) -> None:
     rn = sub.add_parser("run", help="re-execute notebooks in place (default: all)")
     rn.add_argument("paths", nargs="*", type=Path)
     rn.add_argument("--no-write", action="store_true", help="only time the notebooks: write neither outputs nor times")
+    nb = sub.add_parser("nbgrader", help="write an nbgrader course directory generated from solutions/")
+    nb.add_argument("out", type=Path, help="the course directory to write (nbgrader_config.py, source/)")
     args = parser.parse_args(argv)
     if args.command == "exercises":
         make_exercises(run=not args.no_execute)
+    elif args.command == "nbgrader":
+        from .nbgrader_course import make_course
+
+        for assignment, total in make_course(args.out).items():
+            print(f"{args.out / 'source' / assignment}: {total:g} points", flush=True)
     else:
         for path in args.paths or all_notebooks():
             if path.suffix != ".ipynb" or not path.is_file():

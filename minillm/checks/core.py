@@ -13,6 +13,12 @@ own line (the innermost traceback frame outside the package and the libraries) a
 
 Checkers return a `CheckResult`: truthy when passed (so `assert ch01.check_attention(f)` works),
 and it displays nothing in a notebook, since the verdict line is already printed.
+
+One checker, two modes. In the course's notebooks a check only prints its verdict and never raises,
+so they run top to bottom whatever the learner wrote. A graded test (nbgrader's autograded cells,
+written by `python -m minillm.course nbgrader`) calls `.require()` on the result: after the same
+verdict it raises AssertionError, with the problem and the first hint, unless the check passed,
+since nbgrader takes a test cell that does not raise for full marks.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ class CheckFailed(Exception):
 class CheckResult:
     """A checker's verdict. `bool(result)` is whether it passed; shown in a notebook it displays nothing."""
 
-    def __init__(self, title: str, passed: bool, problem: str | None = None) -> None:
-        self.title, self.passed, self.problem = title, passed, problem
+    def __init__(self, title: str, passed: bool, problem: str | None = None, hint: str = "") -> None:
+        self.title, self.passed, self.problem, self.hint = title, passed, problem, hint
 
     def __bool__(self) -> bool:
         return self.passed
@@ -50,6 +56,15 @@ class CheckResult:
 
     def __repr__(self) -> str:
         return f"CheckResult({self.title!r}, passed={self.passed})"
+
+    def require(self) -> None:
+        """The strict mode, for graded tests: raise AssertionError (problem and first hint) unless passed."""
+        if self.passed:
+            return
+        message = f"{self.title}: {self.problem or 'failed'}"
+        if self.hint:
+            message += f"\n   hint: {self.hint}"
+        raise AssertionError(message)
 
     def _ipython_display_(self) -> None:
         """Display nothing: the verdict is already printed, and `Out: False` beside ⏳ reads like a failure."""
@@ -215,7 +230,11 @@ def report(
         print(f"✅ PASS {title}: passed ({n_cases} case{'s' if n_cases != 1 else ''})")
         return CheckResult(title, True)
     print("\n".join([f"❌ FAIL {title}: {problem}", *_hint_lines(title, hint, hints, level)]))
-    return CheckResult(title, False, problem)
+    return CheckResult(title, False, problem, hint=_first_hint(hint, hints))
+
+
+def _first_hint(hint: str, hints: Sequence[str]) -> str:
+    return hints[0] if hints else hint
 
 
 def _crash(label: str, error: Exception) -> str:
@@ -248,7 +267,7 @@ def run_check(
             got = student(*copy.deepcopy(case))
         except NotImplementedError:
             print(f"⏳ TODO {title}: not implemented yet")
-            return CheckResult(title, False, "not implemented yet")
+            return CheckResult(title, False, "not implemented yet", hint=_first_hint(hint, hints))
         except CheckFailed as e:
             failures.append(f"{label}: {e}")
             continue

@@ -28,7 +28,7 @@ def readable(fast: FastCache) -> KVCache:
         far_pairs = type(fast).far_pairs
 
     cache = Readable()
-    for name in ("n_sink", "window", "n_global", "n_local", "max_distance", "mask_mod"):
+    for name in ("n_sink", "window", "n_global", "n_local", "max_distance", "mode", "mask_mod"):
         if hasattr(fast, name):
             setattr(cache, name, getattr(fast, name))
     return cache
@@ -44,6 +44,8 @@ POLICIES = {
     "lambda, limit = local": lambda: LambdaCache(3, 6, 6),
     "lambda, n_local 1": lambda: LambdaCache(2, 1, 2),
     "limit only": lambda: LambdaCache(NEVER, 6, 4),  # every token global: dense with a distance limit
+    "lambda, reference rule": lambda: LambdaCache(2, 5, 3, mode="reference"),  # far globals pinned at 3
+    "lambda, reference rule, limit > local": lambda: LambdaCache(2, 4, 7, mode="reference"),
 }
 
 

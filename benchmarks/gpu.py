@@ -61,13 +61,18 @@ def load_results(path: str | Path | None = None) -> dict | None:
     return json.loads(path.read_text())
 
 
-def summary(results: dict | None) -> str:
-    """A few lines for a notebook: the headline figures with the GPU and the date, or "not measured yet"."""
-    if results is None:
-        return "GPU figures: not measured yet (run `python benchmarks/gpu.py` on a GPU)."
+def summary(results: dict | None, parts: tuple[str, ...] = PARTS) -> str:
+    """A few lines for a notebook: the headline figures of `parts` with the GPU and the date, or
+    "not measured yet" (also when the run measured none of `parts`)."""
+    unknown = [p for p in parts if p not in PARTS]
+    if isinstance(parts, str) or unknown:
+        raise ValueError(f"parts must be a tuple of names from {PARTS}, got {parts!r}")
+    not_yet = f"GPU figures ({', '.join(parts)}): not measured yet (run `python benchmarks/gpu.py` on a GPU)."
+    if results is None or not any(p in results["parts"] for p in parts):
+        return not_yet
     machine = results["machine"]
     lines = [f"GPU figures ({machine['gpu']}, {results['date'][:10]}{', DRY RUN' if results['dry_run'] else ''}):"]
-    parts = results["parts"]
+    parts = {p: results["parts"][p] for p in parts if p in results["parts"]}
     for r in parts.get("kernel", {}).get("rows", []):
         fwd = r.get("forward", {})
         if fwd.get("ms") is not None and r["T"] == max(x["T"] for x in parts["kernel"]["rows"]):
@@ -83,6 +88,8 @@ def summary(results: dict | None) -> str:
             if r.get("speedup") is not None:
                 lines.append(f"  streaming {name} cache {r['cache']}: sink {r['sink_ms']} ms/token,"
                              f" re-computation {r['recompute_ms']} ms ({r['speedup']}x)")  # fmt: skip
+    if len(lines) == 1:  # the parts ran but left no figure: failed, skipped, or a dry run's untimed paths
+        lines.append("  no figures: " + "; ".join(f"{p} {entry.get('status')}" for p, entry in parts.items()))
     return "\n".join(lines)
 
 

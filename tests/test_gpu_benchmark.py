@@ -197,6 +197,26 @@ def test_summary_names_the_gpu_the_date_and_the_headline_figures():
     assert "T=65536: forward 1.5 ms (300.0 TFLOP/s" in text and "cache 4096: sink 2.0 ms/token" in text
 
 
+def test_summary_of_some_parts_shows_only_those_and_says_when_they_were_not_measured():
+    fwd = {"ms": 1.5, "tflops": 300.0}
+    kernel = {"status": "done", "rows": [{"impl": "triton", "mask": "sink_window", "dtype": "float16", "T": 4096,
+                                          "forward": fwd}]}  # fmt: skip
+    decoding = {"status": "done", "models": {"base": {"rows": [
+        {"kind": "code", "method": "lookahead W7 N5 G7", "compression": 2.5, "speedup_vs_greedy": 1.8}]}}}  # fmt: skip
+    results = {"dry_run": False, "date": "2026-12-02T10:00:00+00:00", "machine": {"gpu": "NVIDIA H200"},
+               "parts": {"kernel": kernel, "decoding": decoding}}  # fmt: skip
+    text = gpu.summary(results, parts=("decoding",))
+    assert "lookahead W7 N5 G7: 2.5 tokens/step, 1.8x" in text and "kernel" not in text
+    assert "kernel triton" in gpu.summary(results, parts=("kernel",)) and "decoding" not in gpu.summary(
+        results, parts=("kernel",)
+    )
+    assert "not measured yet" in gpu.summary(results, parts=("streaming",))
+    failed = {**results, "parts": {"decoding": {"status": "failed: RuntimeError: x"}}}
+    assert gpu.summary(failed, parts=("decoding",)).endswith("no figures: decoding failed: RuntimeError: x")
+    with pytest.raises(ValueError, match="parts must be a tuple of names from"):
+        gpu.summary(results, parts=("decode",))
+
+
 def test_a_model_that_cannot_load_is_a_recorded_skip_not_an_error():
     from gpu_parts.models import load_model
 

@@ -1,4 +1,5 @@
-"""What the three parts of `benchmarks/gpu.py` share: time budgets, timers, and the device's facts.
+"""What the three parts of `benchmarks/gpu.py` share: time budgets, timers, the device's facts, and
+the loop over models of the decoding and streaming parts.
 
 A GPU is lent for minutes, so every measurement runs under a `Budget`: once a part has spent its
 seconds, the rest of its configurations are recorded as skipped (with the reason) instead of run.
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable
 
 import torch
+
+from .models import load_model
 
 # Dense tensor-core peaks in TFLOP/s for float16 / bfloat16 (no 2:4 sparsity), from NVIDIA's data
 # sheets. Matched against torch.cuda.get_device_name by substring, most specific first.
@@ -101,3 +104,29 @@ def wall_s(fn: Callable[[], object], repeats: int, cuda: bool) -> tuple[object, 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return result, statistics.median(times)
+
+
+def for_each_model(
+    part: str, settings: dict, budget: Budget, save: Callable[[dict], None],
+    measure: Callable[[str, torch.nn.Module, object, dict, Callable[[], None]], None],
+) -> dict:  # fmt: skip
+    """{"models": {name: entry}} over settings["models"], saved after each model.
+
+    A model that cannot load, or that comes after the budget is spent, gets {"skipped": why};
+    otherwise `measure(name, model, tokenizer, entry, save_now)` fills its (empty) entry, and may call
+    save_now() to write the json while it goes, so that a cut-off run keeps what it measured.
+    """
+    device = torch.device(settings["device"])
+    result: dict = {"models": {}}
+    for name in settings["models"]:
+        loaded = load_model(name, device)
+        if isinstance(loaded, str):
+            result["models"][name] = {"skipped": loaded}
+        elif budget.spent():
+            result["models"][name] = {"skipped": budget.reason()}
+        else:
+            entry = result["models"][name] = {}
+            measure(name, *loaded, entry, lambda: save(result))
+        save(result)
+        print(f"  {part} {name}: {result['models'][name].get('skipped', 'done')}", flush=True)
+    return result

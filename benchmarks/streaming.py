@@ -13,9 +13,10 @@ Writes benchmarks/results/streaming_CHECKPOINT.json and .png:
   the stream); the cache's memory (bytes of its keys and values) and the
   process's resident and peak resident memory after each segment: flat for the sink cache once it is
   full, growing for dense;
-- `latency`: median milliseconds per decoded token with the sink cache (one token per forward
-  against the full cache) and with re-computation (a fresh forward over the last W tokens), at cache
-  sizes W, measured in one run, and their ratio.
+- `latency`: median milliseconds per decoded token at cache sizes W, measured in one run by
+  `cache_speed.time_row`: a bare one-token forward (no cache), DenseCache, SinkCache(4, W - 4) and
+  LambdaCache (one token per forward against a full cache) and re-computation (a fresh forward
+  over the last W tokens), the methods alternating step by step, with their ratios.
 Each part is written as soon as it finishes, so an interrupted run keeps what it measured.
 """
 
@@ -26,7 +27,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from datetime import date
 from pathlib import Path
@@ -36,6 +36,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from cache_speed import time_row  # noqa: E402
 from process_memory import process_memory_mb  # noqa: E402
 
 from minillm import data  # noqa: E402
@@ -81,35 +82,6 @@ def stream_by_segment(model, ids: list[int], cache: KVCache, chunk: int) -> dict
         )
     after_first = torch.cat(nll_all[1:]).mean().exp().item() if len(nll_all) > 1 else float("nan")
     return {"segments": segments, "ppl_after_first_segment": round(after_first, 4)}
-
-
-def _median_ms(step, n: int) -> float:
-    """Median wall clock of `step(i)` over i in range(n), in milliseconds."""
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
-@torch.no_grad()
-def per_token_latency(model, ids: list[int], cache_size: int, n_sink: int, n_recompute: int) -> dict:
-    """Median ms per decoded token: sink cache (one token per forward) vs re-computing the window."""
-    ids = torch.tensor([ids[: cache_size + n_sink + 1]])
-    cache = SinkCache(4, cache_size - 4)
-    model(ids[:, :cache_size], cache=cache)  # fill the cache: every timed step then evicts one entry
-    model(ids[:, cache_size : cache_size + 1], cache=cache)  # one untimed step (warm-up)
-    sink = _median_ms(lambda i: model(ids[:, cache_size + 1 + i : cache_size + 2 + i], cache=cache), n_sink - 1)
-    # a fresh forward over the last cache_size tokens, as for the same tokens above
-    recompute = _median_ms(lambda i: model(ids[:, i + 2 : cache_size + 2 + i]), n_recompute)
-    return {
-        "cache": cache_size,
-        "sink_ms": round(sink, 3),
-        "recompute_ms": round(recompute, 3),
-        "speedup": round(recompute / sink, 2),
-        "steps_timed": {"sink": n_sink - 1, "recompute": n_recompute},
-    }
 
 
 def main() -> None:
@@ -170,10 +142,12 @@ def main() -> None:
     if "latency" in args.parts:
         rows = []
         for c in caches:
-            # re-computation costs a forward over c tokens per step: fewer steps at large caches
-            rows.append(per_token_latency(model, ids, c, 8 if args.quick else 33, 2 if args.quick else 5))
+            # re-computation costs a forward over c tokens per step: 4 of them per cache size
+            rows.append(
+                time_row(model, c, steps=4 if args.quick else 16, rounds=1 if args.quick else 2, recompute_steps=2)
+            )
             print(rows[-1], flush=True)
-        save("latency", {"rows": rows})
+        save("latency", {"rows": rows, "load_average": [round(x, 2) for x in os.getloadavg()]})
 
 
 def plot(result: dict, path: Path) -> None:
@@ -186,7 +160,9 @@ def plot(result: dict, path: Path) -> None:
             axes[0].plot(starts, [s["ppl"] for s in segs], "o-", ms=3, label=name)
             axes[1].plot(starts, [s["cache_bytes"] / 1e6 for s in segs], "o-", ms=3, label=f"{name}: KV cache")
         segs = stream["sink"]["segments"]
-        axes[1].plot([s["start"] / 1000 for s in segs], [s["peak_rss_mb"] for s in segs], "k--", label="process peak RSS")
+        axes[1].plot(
+            [s["start"] / 1000 for s in segs], [s["peak_rss_mb"] for s in segs], "k--", label="process peak RSS"
+        )
         axes[0].set(
             xlabel="thousand tokens into the stream",
             ylabel="perplexity per 1K-token segment",
@@ -196,8 +172,13 @@ def plot(result: dict, path: Path) -> None:
         axes[1].set(xlabel="thousand tokens into the stream", ylabel="MB", yscale="log", title="memory")
     if "latency" in result:
         lat = result["latency"]["rows"]
-        axes[2].plot([r["cache"] for r in lat], [r["recompute_ms"] for r in lat], "o-", label="re-computation")
-        axes[2].plot([r["cache"] for r in lat], [r["sink_ms"] for r in lat], "o-", label="sink cache")
+        for key, name in (
+            ("recompute", "re-computation"),
+            ("dense", "dense cache"),
+            ("sink", "sink cache"),
+            ("bare", "bare forward"),
+        ):
+            axes[2].plot([r["cache"] for r in lat], [r[f"{key}_ms"] for r in lat], "o-", label=name)
         axes[2].set(
             xlabel="cache size (tokens)",
             ylabel="median ms per token",

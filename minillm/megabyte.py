@@ -208,13 +208,20 @@ class Megabyte(nn.Module):
     def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: DenseCache | None = None) -> torch.Tensor:
         """x (N, n, C) through a stack: causal from position 0, or after what the cache holds."""
         n = x.shape[1]
-        step = full_sequence_step(n, None, None, x.device) if cache is None else cache.begin(n, x.device)
+        if cache is None:
+            step = full_sequence_step(n, None, None, x.device)
+        else:
+            cache.attach(blocks)  # a stack's cache belongs to that stack: the other one refuses it
+            step = cache.begin(n, x.device)
         try:
             for layer, block in enumerate(blocks):
                 x, _ = block(x, step, cache, layer)
-        finally:
             if cache is not None:
                 cache.end()
+        except BaseException:  # interrupted: the cache goes back to where it was (as in MiniLLM.forward)
+            if cache is not None:
+                cache.abort()
+            raise
         return x
 
     def _check_ids(self, ids: torch.Tensor) -> None:

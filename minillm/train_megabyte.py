@@ -12,6 +12,10 @@ the same number of steps with the same schedule, and their forward FLOPs per byt
 because its big feed-forward layers run once per patch of P = 8 bytes instead of once per byte.
 Both are scored by `megabyte.byte_loss` on exactly the same bytes. The schedule, batches and
 optimizer and loop are minillm.train's (`fit`).
+
+At T = 512 attention is only 24 % of the flat model's FLOPs, so there is little for patches to save.
+The presets `flat_2k` and `megabyte_2k` (T = 2048, attention 56 %) are the paper's regime; the
+compute-matched sweep over them is benchmarks/megabyte_fair.py.
 """
 
 from __future__ import annotations
@@ -122,9 +126,23 @@ _TINY = replace(_RECIPE, batch_size=8, steps=50, warmup=10, eval_every=25, save_
 _TINY_MEGABYTE = MegabyteConfig(
     patch_size=4, d_global=12, n_global_heads=2, d_local=24, n_local_heads=2, max_patches=16
 )
+# The fair test (benchmarks/megabyte_fair.py): T = 2048, where attention is 56 % of the flat model's
+# FLOPs, a constant learning rate after warm-up so that one run passes through every compute budget,
+# and MEGABYTE's global stack widened (8 x 60 = 480, 6 heads) to match the flat FLOPs per byte (+0.6 %).
+_T_LONG = 2048
+_LONG = replace(
+    _RECIPE, model=replace(_RECIPE.model, max_seq_len=_T_LONG), batch_size=4, steps=720,
+    lr=2e-3, min_lr=2e-3, warmup=30, eval_every=60, save_every=60,
+)  # fmt: skip
+_MEGABYTE_LONG = MegabyteConfig(
+    patch_size=8, d_global=60, n_global_layers=4, n_global_heads=6,
+    d_local=128, n_local_layers=2, n_local_heads=4, max_patches=_T_LONG // 8,
+)  # fmt: skip
 PRESETS: dict[str, ByteRun] = {
     "flat": ByteRun(_RECIPE),  # the course's base width and depth at context 512: 0.8M parameters
     "megabyte": ByteRun(_RECIPE, _MEGABYTE),  # 5.4M parameters
+    "flat_2k": ByteRun(_LONG),  # the same 0.8M-parameter model at context 2048
+    "megabyte_2k": ByteRun(_LONG, _MEGABYTE_LONG),  # 11.6M parameters
     # seconds on a CPU, for tests and notebook demos; matched in FLOPs per byte too (0.074 vs 0.070 M)
     "tiny_flat": ByteRun(replace(_TINY, model=ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=64))),
     "tiny_megabyte": ByteRun(replace(_TINY, model=ModelConfig(max_seq_len=64)), _TINY_MEGABYTE),

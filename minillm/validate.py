@@ -152,6 +152,7 @@ def _argtype(kind: Callable[[str], object], rule: str, ok: Callable[[object], bo
 positive_int = _argtype(int, "an int >= 1", lambda v: v >= 1)
 nonnegative_int = _argtype(int, "an int >= 0", lambda v: v >= 0)
 nonnegative_float = _argtype(float, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+positive_float = _argtype(float, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
 checkpoint_name = _argtype(
     str, "a non-empty name without '/' or '\\'", lambda v: v.strip() == v and v and not set(v) & set("/\\")
 )

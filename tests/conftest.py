@@ -27,6 +27,18 @@ class CheckerContract:
     def __init__(self, capsys: pytest.CaptureFixture) -> None:
         self.capsys = capsys
 
+    def accepts(self, check, answer, *extra) -> None:
+        """The checker passes `answer` (called as check(answer, *extra)) and says so."""
+        assert check(answer, *extra)
+        assert "✅" in self.capsys.readouterr().out
+
+    def rejects(self, check, answer, *extra, says: str = "") -> None:
+        """The checker fails `answer` with ❌ and a hint (that mentions `says`), and does not mistake
+        it for an untouched stub (⏳)."""
+        assert not check(answer, *extra), f"{getattr(check, '__name__', check)} accepted a wrong answer"
+        out = self.capsys.readouterr().out
+        assert "❌" in out and "hint" in out and says in out and "⏳" not in out, out
+
     def passes_right_fails_wrong(self, check, right, wrong) -> None:
         assert check(right)
         assert not check(wrong)

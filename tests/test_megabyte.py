@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
+from minillm.cache import DenseCache
 from minillm.config import ModelConfig
 from minillm.megabyte import PAD, Megabyte, MegabyteConfig, byte_loss, next_byte_logits
 from minillm.model import Block, MiniLLM
@@ -122,6 +123,28 @@ def test_cached_generation_equals_argmax_of_the_full_forward(n_prompt: int) -> N
     torch.testing.assert_close(torch.stack(model.stats.logits), full, atol=1e-5, rtol=0)
 
 
+def test_an_interrupted_stack_leaves_its_cache_as_it_was_and_the_other_stack_refuses_it() -> None:
+    model = small_model()
+    width = model.config.d_global * P
+    x = torch.randn(1, 5, width, generator=torch.Generator().manual_seed(0))
+    cache, twin = DenseCache(), DenseCache()
+    with torch.no_grad():
+        model.run_blocks(model.global_blocks, x[:, :3], cache)
+        model.run_blocks(model.global_blocks, x[:, :3], twin)
+        handle = model.global_blocks[1].register_forward_pre_hook(lambda module, args: 1 / 0)
+        try:
+            with pytest.raises(ZeroDivisionError):
+                model.run_blocks(model.global_blocks, x[:, 3:], cache)
+        finally:
+            handle.remove()
+        assert len(cache) == 3 and [k.shape[2] for k in cache.keys] == [3] * len(model.global_blocks)
+        # it goes on exactly as the cache that never saw the interrupted call
+        resumed, fresh = (model.run_blocks(model.global_blocks, x[:, 3:], c) for c in (cache, twin))
+        torch.testing.assert_close(resumed, fresh)
+        with pytest.raises(ValueError, match="another model"):
+            model.run_blocks(model.local_blocks, torch.randn(1, 1, model.config.d_local), cache)
+
+
 @pytest.mark.parametrize(("n_prompt", "n_new"), [(0, 1), (0, 13), (3, 1), (4, 4), (5, 11), (8, 9)])
 def test_global_model_runs_once_per_patch_and_local_once_per_byte(n_prompt: int, n_new: int) -> None:
     model = small_model()
@@ -190,12 +213,21 @@ def test_flops_per_byte_counts_the_matmuls_torch_counts() -> None:
         assert counted == pytest.approx(f.matmul) or counted == pytest.approx(dense.total)
 
 
-def test_presets_megabyte_and_flat_are_matched_in_compute_not_parameters() -> None:
-    mega, flat = PRESETS["megabyte"], PRESETS["flat"]
+@pytest.mark.parametrize(("mega", "flat", "seq_len"), [("megabyte", "flat", 512), ("megabyte_2k", "flat_2k", 2048)])
+def test_presets_megabyte_and_flat_are_matched_in_compute_not_parameters(mega: str, flat: str, seq_len: int) -> None:
+    mega, flat = PRESETS[mega], PRESETS[flat]
     assert replace(mega.train, model=None) == replace(flat.train, model=None)  # same data, batches, schedule
-    assert mega.seq_len == flat.seq_len
+    assert mega.seq_len == flat.seq_len == seq_len
     assert mega.flops_per_byte().total == pytest.approx(flat.flops_per_byte().total, rel=0.05)
     assert mega.build().num_parameters() > 4 * flat.build().num_parameters()
+
+
+def test_the_long_presets_are_in_the_regime_where_attention_dominates_the_flat_model() -> None:
+    # at T = 2048 a flat layer's attention (4 T d / 2 FLOPs per byte) outweighs its matmuls (24 d^2): T > 12 d
+    flat, mega = PRESETS["flat_2k"], PRESETS["megabyte_2k"]
+    assert flat.flops_per_byte().attention / flat.flops_per_byte().total > 0.5
+    assert mega.flops_per_byte().attention / mega.flops_per_byte().total < 0.1
+    assert flat.train.lr == flat.train.min_lr  # constant rate: one run passes every budget on equal terms
 
 
 def test_training_loop_stops_resumes_and_logs_bits_per_byte(tmp_path) -> None:

@@ -402,29 +402,23 @@ KERNEL_WRONG = [(check, wrong, says) for check, (_, wrongs) in KERNELS.items() f
 @needs_triton
 @pytest.mark.parametrize("check", ["check_add_kernel", "check_transpose_kernel", "check_causal_softmax_kernel",
                                    "check_logsumexp_kernel"])  # fmt: skip
-def test_the_solution_kernel_passes(check, capsys):
-    assert getattr(ch08, check)(KERNELS[check][0])
-    assert "✅" in capsys.readouterr().out
+def test_the_solution_kernel_passes(check, checker_contract):
+    checker_contract.accepts(getattr(ch08, check), KERNELS[check][0])
 
 
 @needs_triton
 @pytest.mark.parametrize("check, wrong, says", KERNEL_WRONG, ids=[w.__name__ for _, w, _ in KERNEL_WRONG])
-def test_a_wrong_kernel_is_rejected_with_the_right_diagnosis(check, wrong, says, capsys):
-    assert not getattr(ch08, check)(wrong)
-    out = capsys.readouterr().out
-    assert "❌" in out and "hint" in out and says in out, out
+def test_a_wrong_kernel_is_rejected_with_the_right_diagnosis(check, wrong, says, checker_contract):
+    checker_contract.rejects(getattr(ch08, check), wrong, says=says)
 
 
-def test_the_solution_visited_blocks_passes(capsys):
-    assert ch08.check_visited_blocks(visited_right)
-    assert "✅" in capsys.readouterr().out
+def test_the_solution_visited_blocks_passes(checker_contract):
+    checker_contract.accepts(ch08.check_visited_blocks, visited_right)
 
 
 @pytest.mark.parametrize("wrong, says", VISITED_WRONG, ids=[w.__name__ for w, _ in VISITED_WRONG])
-def test_a_wrong_visited_blocks_is_rejected(wrong, says, capsys):
-    assert not ch08.check_visited_blocks(wrong)
-    out = capsys.readouterr().out
-    assert "❌" in out and "hint" in out and says in out, out
+def test_a_wrong_visited_blocks_is_rejected(wrong, says, checker_contract):
+    checker_contract.rejects(ch08.check_visited_blocks, wrong, says=says)
 
 
 def test_the_second_hint_followed_literally_passes(capsys):

@@ -8,22 +8,11 @@ import torch
 
 from ..attention import reference_attention
 from ..rope import apply_rope
-from .core import CheckFailed, CheckResult, run_check
+from .core import CheckFailed, CheckResult, random_tensors, run_check, tensor_result
 
 
 def _qkv(seed: int, B: int, H: int, T: int, S: int, D: int) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(B, H, T, D, generator=g, dtype=torch.float64),
-        torch.randn(B, H, S, D, generator=g, dtype=torch.float64),
-        torch.randn(B, H, S, D, generator=g, dtype=torch.float64),
-    )
-
-
-def _tensor(x: object, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise CheckFailed(f"{name} must return a tensor, got {type(x).__name__}")
-    return x
+    return random_tensors(seed, (B, H, T, D), (B, H, S, D), (B, H, S, D))
 
 
 def _random_mask(seed: int, T: int, S: int) -> torch.Tensor:
@@ -46,7 +35,7 @@ def check_attention(attention: Callable, hint: int | None = None) -> CheckResult
         cases.append((q, k, v, mask, kind))
     return run_check(
         "attention",
-        lambda q, k, v, m, kind: _tensor(attention(q, k, v, m), "attention"),
+        lambda q, k, v, m, kind: tensor_result(attention(q, k, v, m), "attention"),
         lambda q, k, v, m, kind: reference_attention(q, k, v, m)[0],
         cases,
         hints=(
@@ -67,7 +56,7 @@ def check_causal_mask(causal_mask: Callable[[int, int], torch.Tensor], hint: int
     """causal_mask(T, S): the last T of S tokens are the queries; True where query may see key."""
     return run_check(
         "causal_mask",
-        lambda T, S: _tensor(causal_mask(T, S), "causal_mask"),
+        lambda T, S: tensor_result(causal_mask(T, S), "causal_mask"),
         lambda T, S: torch.ones(T, S, dtype=torch.bool).tril(S - T),
         [(1, 1), (1, 6), (4, 4), (3, 8), (5, 5), (2, 9)],
         hints=(
@@ -94,7 +83,7 @@ def check_rope(rope: Callable, hint: int | None = None) -> CheckResult:
     ]
     return run_check(
         "rope",
-        lambda x, p, b: _tensor(rope(x, p, b), "rope"),
+        lambda x, p, b: tensor_result(rope(x, p, b), "rope"),
         apply_rope,
         cases,
         hints=(
@@ -122,7 +111,7 @@ def check_decode_step(decode_step: Callable, hint: int | None = None) -> CheckRe
         if not isinstance(result, tuple) or len(result) != 3:
             raise CheckFailed("decode_step must return a tuple (out, k_cache, v_cache)")
         for name, x in zip(("out", "k_cache", "v_cache"), result):
-            _tensor(x, f"decode_step's {name}")
+            tensor_result(x, f"decode_step's {name}")
         return result
 
     cases = []

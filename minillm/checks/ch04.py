@@ -11,7 +11,7 @@ from ..attention import distance_limit
 from ..lambda_attention import block_keys, lambda_attention
 from ..rope import apply_rope
 from .ch02 import draw_mask_mod
-from .core import CheckFailed, CheckResult, run_check
+from .core import CheckFailed, CheckResult, random_tensors, run_check, tensor_result
 
 # The three out-of-distribution factors of LM-Infinite, and which each attention variant leaves unfixed.
 FACTORS = {1: "unseen distances", 2: "more tokens than ever seen", 3: "the starting tokens are missing"}
@@ -26,18 +26,11 @@ UNFIXED = {
 
 
 def _qkv(seed: int, B: int, H: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(B, H, T, D, generator=g, dtype=torch.float64) for _ in range(3))
-
-
-def _tensor(x, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise CheckFailed(f"{name} must return a tensor, got {type(x).__name__}")
-    return x
+    return random_tensors(seed, *[(B, H, T, D)] * 3)
 
 
 def _long(x, name: str) -> torch.Tensor:
-    x = _tensor(x, name)
+    x = tensor_result(x, name)
     if x.dtype.is_floating_point or x.dtype == torch.bool:
         raise CheckFailed(f"{name} returned a {x.dtype} tensor: counts and indices must be integers (a LongTensor)")
     return x.long()
@@ -98,7 +91,7 @@ def check_limited_scores(limited_scores: Callable, hint: int | None = None) -> C
     cases += [(*_qkv(4, 1, 1, 9, 8)[:2], 50, 10000.0)]
     return run_check(
         "limited_scores",
-        lambda *c: _tensor(limited_scores(*c), "limited_scores"),
+        lambda *c: tensor_result(limited_scores(*c), "limited_scores"),
         _limited_scores,
         cases,
         hints=(
@@ -125,7 +118,7 @@ def check_lambda_attention(attention: Callable, hint: int | None = None) -> Chec
     ]
     return run_check(
         "lambda_attention",
-        lambda *c: _tensor(attention(*c), "lambda_attention_dense"),
+        lambda *c: tensor_result(attention(*c), "lambda_attention_dense"),
         lambda q, k, v, g, n_local, limit: lambda_attention(q, k, v, g, n_local, limit),
         cases,
         hints=(

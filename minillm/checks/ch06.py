@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..megabyte import Megabyte, MegabyteConfig
-from .core import CheckFailed, CheckResult, compare, run_check
+from .core import CheckFailed, CheckResult, compare, run_check, tensor_result
 
 V = 259  # bytes + BOS, SINK, PAD: the course's vocabulary
 
@@ -26,16 +26,12 @@ def _ids(seed: int, B: int, T: int) -> torch.Tensor:
     return torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(seed))
 
 
-def _tensor_result(result: object) -> torch.Tensor:
-    if not isinstance(result, torch.Tensor):
-        raise CheckFailed(f"must return a tensor, got {type(result).__name__}")
-    return result
-
-
-def _located(result: object, expected: torch.Tensor, where: Callable[[tuple[int, ...]], str]) -> torch.Tensor:
+def _located(
+    name: str, result: object, expected: torch.Tensor, where: Callable[[tuple[int, ...]], str]
+) -> torch.Tensor:
     """The learner's tensor; where it differs from `expected`, a CheckFailed naming the first wrong
     entry in the exercise's terms (which patch, slot, byte), not as a bare index."""
-    got = _tensor_result(result)
+    got = tensor_result(result, name)
     if got.shape == expected.shape and compare(got, expected):
         bad = ~torch.isclose(got.to(expected.dtype), expected, atol=1e-5, rtol=1e-5)
         index = tuple(bad.nonzero()[0].tolist())
@@ -59,6 +55,7 @@ def check_patch_embed(patch_embed: Callable, hint: int | None = None) -> CheckRe
     def student(ids, token_emb, pos_emb, patch_size):
         D = token_emb.shape[1]
         return _located(
+            "patch_embed",
             patch_embed(ids, token_emb, pos_emb, patch_size),
             reference(ids, token_emb, pos_emb, patch_size),
             lambda i: (
@@ -105,7 +102,7 @@ def check_global_shift(global_shift: Callable, hint: int | None = None) -> Check
 
     return run_check(
         "global_shift",
-        lambda h, pad, expected: _located(global_shift(h, pad), expected, where),
+        lambda h, pad, expected: _located("global_shift", global_shift(h, pad), expected, where),
         lambda h, pad, expected: expected,
         cases,
         hints=(
@@ -140,6 +137,7 @@ def check_local_input(local_input: Callable, hint: int | None = None) -> CheckRe
 
     def student(slices, patches, local_emb, pad):
         return _located(
+            "local_input",
             local_input(slices, patches, local_emb, pad),
             reference(slices, patches, local_emb, pad),
             lambda i: f"feature {i[2]} of slot {i[1]} of patch {i[0]}",
@@ -206,7 +204,7 @@ def check_loss_by_slot(
              (torch.rand(1, 6, generator=g, dtype=torch.float64), 1), (torch.rand(4, 10, generator=g), 2)]  # fmt: skip
     return run_check(
         "loss_by_slot",
-        lambda *case: _tensor_result(loss_by_slot(*case)),
+        lambda *case: tensor_result(loss_by_slot(*case), "loss_by_slot"),
         lambda nll, P: nll.reshape(nll.shape[0], -1, P).mean(dim=(0, 1)),
         cases,
         hints=(

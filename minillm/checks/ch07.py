@@ -8,7 +8,7 @@ import torch
 
 from ..continuous_attention import GaussianBasis, bin_masses, gaussian_expectation, ridge_regression_matrix
 from ..infinite_former import ContinuousMemory
-from .core import CheckFailed, CheckResult, compare, run_check
+from .core import CheckFailed, CheckResult, compare, run_check, tensor_result
 
 f64 = torch.float64
 
@@ -18,9 +18,7 @@ def _float64(name: str, fn: Callable) -> Callable:
     the ridge fit needs it: F F^T + ridge I is badly conditioned for narrow bumps)."""
 
     def wrapped(*args):
-        out = fn(*args)
-        if not isinstance(out, torch.Tensor):
-            raise CheckFailed(f"{name} must return a tensor, got {type(out).__name__}")
+        out = tensor_result(fn(*args), name)
         if out.dtype != f64:
             raise CheckFailed(f"{name} returned {out.dtype}: compute and return float64")
         return out

@@ -74,6 +74,20 @@ class CheckResult:
 _failures: dict[str, int] = {}
 
 
+def random_tensors(seed: int, *shapes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """Seeded float64 inputs, one per shape, drawn in order from one generator: every machine runs
+    the same cases, and float64 keeps the comparison far from rounding noise."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(*shape, generator=g, dtype=torch.float64) for shape in shapes)
+
+
+def tensor_result(x: object, name: str) -> torch.Tensor:
+    """A learner's result must be a tensor: say so in words, not with a failure inside the comparison."""
+    if not isinstance(x, torch.Tensor):
+        raise CheckFailed(f"{name} must return a tensor, got {type(x).__name__}")
+    return x
+
+
 def reset_hints() -> None:
     """Forget every check's failure count (hint levels start again at 1)."""
     _failures.clear()

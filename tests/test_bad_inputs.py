@@ -514,6 +514,163 @@ def _lambda(*args):
     return lambda_attention(*args)
 
 
+# ---- attention: NaN / inf in q, k, v and query rows that see no key, on every path ----
+# A bad key at index 40 of 48: under a sink + window mask rows 0-39 never attend to it, yet before
+# the rule the kernel's rows 32-39 and the reference's rows 0-39 came out NaN (0 * NaN in weights @ V).
+
+NAN_AT = (0, 1, 40, 3)  # (b, h, t, d) of the bad entry: a late key that most rows never see
+
+
+def _attention_paths() -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]]:
+    """Every entry point that takes q, k, v (B, H, T, D), called on a sink + window or causal mask."""
+    import kernels
+    from minillm.attention import AttentionStep, distance_limit, reference_attention, rope_attention
+    from minillm.lambda_attention import lambda_attention, topk_middle_attention
+
+    T = 48
+    pos = torch.arange(T)
+    window = masks.materialize(masks.sink_window(2, 8), T)
+    paths = {
+        "reference_attention": lambda q, k, v: reference_attention(q, k, v, window),
+        "rope_attention (SDPA)": lambda q, k, v: rope_attention(q, k, v, AttentionStep(pos, pos, window), 1e4),
+        "rope_attention (weights)": lambda q, k, v: rope_attention(q, k, v, AttentionStep(pos, pos, window), 1e4, True),
+        "rope_attention (causal)": lambda q, k, v: rope_attention(
+            q, k, v, AttentionStep(pos, pos, is_causal=True), 1e4
+        ),
+        "rope_attention (far pairs)": lambda q, k, v: rope_attention(
+            q, k, v, AttentionStep(pos, pos, window, **distance_limit(pos, pos, 4)), 1e4
+        ),
+        "lambda_attention": lambda q, k, v: lambda_attention(q, k, v, 2, 8, 8),
+        "topk_middle_attention": lambda q, k, v: topk_middle_attention(q[:, :, 40:44], k, v, pos[40:44], 2, 8, 8, 2, 4),
+        "kernels.reference_attention": lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=2, window=8),
+        "kernels.blocked_attention": lambda q, k, v: kernels.blocked_attention(q, k, v, n_sink=2, window=8, block=16),
+    }
+    if kernels.TRITON_AVAILABLE:
+        paths["kernels.block_sparse_attention"] = lambda q, k, v: kernels.block_sparse_attention(
+            q, k, v, n_sink=2, window=8
+        )
+    return paths
+
+
+def _qkv(bad: str = "", value: float = NAN) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    qkv = {name: torch.randn(1, 2, 48, 16, generator=g) for name in "qkv"}
+    if bad:
+        qkv[bad][NAN_AT] = value
+    return qkv["q"], qkv["k"], qkv["v"]
+
+
+ATTENTION_PATHS = list(_attention_paths())
+NONFINITE = [
+    c("attention", f"{path}: {name} holds {value}", lambda p=path, n=name, x=value: _attention_paths()[p](*_qkv(n, x)),
+      ValueError, name, "finite")
+    for path in ATTENTION_PATHS
+    for name in "qkv"
+    for value in (NAN, INF, -INF)
+]  # fmt: skip
+
+
+def _empty_row_mask_mod(b, h, q, k):
+    return (q >= k) & (q != 5)  # row 5 sees nothing, not even itself
+
+
+EMPTY_ROWS = [
+    c("attention", "mask_mod with an empty row (SDPA)", lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod), ValueError,
+      "mask_mod", "row 5"),
+    c("attention", "mask_mod with an empty row (return_attn)",
+      lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod, return_attn=True), ValueError, "mask_mod", "row 5"),
+    c("attention", "mask_mod with an empty row (distance limit)",
+      lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod, max_distance=2), ValueError, "mask_mod", "row 5"),
+    c("attention", "mask_mod that sees only the future",
+      lambda: forward(mask_mod=lambda b, h, q, k: k > q), ValueError, "mask_mod", "row 3"),
+    c("attention", "reference_attention mask with an empty row",
+      lambda: _reference(masks.materialize(_empty_row_mask_mod, 8)), ValueError, "mask", "row 5"),
+    c("attention", "reference_attention mask (B, H, T, S) with an empty row",
+      lambda: _reference(masks.materialize(_empty_row_mask_mod, 8).expand(1, 2, 8, 8)), ValueError, "mask", "row 5"),
+    c("attention", "reference_attention float mask", lambda: _reference(torch.ones(8, 8)), TypeError, "mask"),
+    c("attention", "AttentionStep mask with an empty row",
+      lambda: _step(torch.arange(8), torch.arange(8), masks.materialize(_empty_row_mask_mod, 8)), ValueError, "mask",
+      "row 5"),
+    c("attention", "AttentionStep mask of the wrong shape",
+      lambda: _step(torch.arange(8), torch.arange(8), torch.ones(8, 7, dtype=torch.bool)), ValueError, "mask"),
+    c("attention", "AttentionStep causal with more queries than keys",
+      lambda: _step(torch.arange(8), torch.arange(4), is_causal=True), ValueError, "is_causal"),
+    c("attention", "rope_attention positions that do not match q", lambda: _rope(torch.arange(7)), ValueError,
+      "positions"),
+    c("attention", "rope_attention step a mask", lambda: _rope(None), TypeError, "step"),
+    c("attention", "rope_attention k with another head dim",
+      lambda: _rope(torch.arange(8), k=torch.randn(1, 2, 8, 4)), ValueError, "q, k, v"),
+]  # fmt: skip
+
+
+def _reference(mask):
+    from minillm.attention import reference_attention
+
+    x = torch.randn(1, 2, 8, 16)
+    return reference_attention(x, x, x, mask)
+
+
+def _step(q_pos, k_pos, mask=None, is_causal=False):
+    from minillm.attention import AttentionStep
+
+    return AttentionStep(q_pos, k_pos, mask, is_causal)
+
+
+def _rope(positions, k=None):
+    from minillm.attention import AttentionStep, rope_attention
+
+    x = torch.randn(1, 2, 8, 8)
+    step = positions if positions is None else AttentionStep(positions, positions, is_causal=True)
+    return rope_attention(x, x if k is None else k, x, step, 1e4)
+
+
+@pytest.mark.parametrize("case", NONFINITE + EMPTY_ROWS, ids=[f"{c.module}: {c.label}" for c in NONFINITE + EMPTY_ROWS])
+def test_attention_refuses_nonfinite_inputs_and_rows_without_keys(case):
+    test_bad_input_raises_an_error_that_names_the_argument(case)
+
+
+@pytest.mark.parametrize("path", ATTENTION_PATHS)
+def test_the_nonfinite_message_points_at_the_entry(path):
+    """The error names the tensor and the index, so a learner finds the bad entry."""
+    with pytest.raises(ValueError, match=r"v must be finite, but v\[0, 1, 40, 3\] is nan"):
+        _attention_paths()[path](*_qkv("v"))
+
+
+@pytest.mark.parametrize("path", ATTENTION_PATHS)
+def test_huge_finite_inputs_whose_sum_overflows_still_run(path):
+    """The check sums first (cheap) and looks closer only when the sum is not finite: 3e38 + 3e38 is
+    inf in float32 although every entry is finite, so a sum alone would refuse good input."""
+    q, k, v = _qkv()
+    v = v.clone()
+    v[0, 0, :4, 0] = 3e38  # the sum of v overflows; every entry is finite
+    out = _attention_paths()[path](q * 0, k * 0, v)  # q = 0: uniform weights, no overflow in the scores
+    out = out[0] if isinstance(out, tuple) else out
+    assert out.shape[-1] == 16
+
+
+def test_the_empty_row_rule_is_the_same_on_the_sdpa_and_explicit_paths():
+    """Before the rule the SDPA path gave finite logits for a row that sees no key and the explicit
+    path (return_attn=True) NaN; now both refuse, and a mask whose rows all see a key runs on both."""
+    x = ids(1, 8)
+    for kwargs in ({}, {"return_attn": True}, {"max_distance": 2}):
+        with pytest.raises(ValueError, match="mask_mod gives query row 5 no key"):
+            model()(x, mask_mod=_empty_row_mask_mod, **kwargs)
+    fine = masks.sliding_window(2)
+    fast, explicit = model()(x, mask_mod=fine).logits, model()(x, mask_mod=fine, return_attn=True).logits
+    torch.testing.assert_close(fast, explicit, rtol=1e-5, atol=1e-5)
+
+
+def test_every_kernel_mask_lets_each_row_see_itself():
+    """The kernels and the blockwise Λ take no mask of their own, only these families: each row sees
+    its own key, so no row can be empty there."""
+    from kernels.block_map import mask_mod_for
+
+    for n_sink, window, causal in [(0, None, True), (0, None, False), (2, 1, True), (0, 5, True), (3, 8, True)]:
+        assert masks.materialize(mask_mod_for(n_sink, window, causal), 20).diagonal().all()
+    for n_global, n_local in [(0, 1), (2, 1), (4, 16)]:
+        assert masks.materialize(masks.lambda_shaped(n_global, n_local), 20).diagonal().all()
+
+
 # ---- the same rules swept over every size, count, scale and id argument with generic bad values ----
 
 
@@ -772,7 +929,7 @@ def test_triton_imported_before_kernels_still_runs_in_the_interpreter():
 if __name__ == "__main__":  # counts per class, by module
     torch.set_num_threads(1)
     by_module: dict[str, Counter] = {}
-    for case in CASES + SWEEP:
+    for case in CASES + SWEEP + NONFINITE + EMPTY_ROWS:
         verdict = classify(case)
         by_module.setdefault(case.module, Counter())[verdict] += 1
         if verdict != "clear":

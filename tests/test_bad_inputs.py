@@ -993,6 +993,52 @@ EMPTY_ROWS = [
 ]  # fmt: skip
 
 
+def _lambda_forward(**kwargs):
+    from minillm.lambda_attention import lambda_forward
+
+    args = {"model": model(), "ids": ids(1, 12), "n_global": 2, "n_local": 4, "max_distance": 4, **kwargs}
+    return lambda_forward(**args)
+
+
+def _topk(**kwargs):
+    from minillm.lambda_attention import topk_middle_attention
+
+    x = torch.randn(1, 2, 12, 8)
+    args = {"q": x[:, :, -2:], "k": x, "v": x, "q_pos": torch.arange(10, 12), "n_global": 2, "n_local": 4,
+            "max_distance": 4, "top_k": 2, "insert_at": 2, **kwargs}  # fmt: skip
+    return topk_middle_attention(**args)
+
+
+LAMBDA = [
+    c("lambda_attention", "block_size 0", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, 0), ValueError, "block_size"),
+    c("lambda_attention", "block_size -1", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, -1), ValueError, "block_size"),
+    c("lambda_attention", "block_size a float", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, 2.5), TypeError, "block_size"),
+    c("lambda_attention", "rope_base NaN", lambda: _lambda(q, q, q, 1, 4, 4, NAN), ValueError, "rope_base"),
+    c("lambda_attention", "rope_base a str", lambda: _lambda(q, q, q, 1, 4, 4, "1e4"), TypeError, "rope_base"),
+    c("lambda_attention", "topk q_pos floats", lambda: _topk(q_pos=torch.tensor([10.0, 11.0])), TypeError, "q_pos"),
+    c("lambda_attention", "topk q_pos too short", lambda: _topk(q_pos=torch.tensor([11])), TypeError, "q_pos"),
+    c("lambda_attention", "topk q_pos past the keys", lambda: _topk(q_pos=torch.tensor([11, 12])), ValueError,
+      "q_pos"),
+    c("lambda_attention", "topk k of another head dim", lambda: _topk(k=torch.randn(1, 2, 12, 4)), ValueError,
+      "q, k, v"),
+    c("lambda_attention", "topk return_weights an int", lambda: _topk(return_weights=1), TypeError, "return_weights"),
+    c("lambda_attention", "topk top_k a float", lambda: _topk(top_k=2.0), TypeError, "top_k"),
+    c("lambda_attention", "lambda_forward model a str", lambda: _lambda_forward(model="base"), TypeError, "model"),
+    c("lambda_attention", "lambda_forward float ids", lambda: _lambda_forward(ids=torch.rand(1, 12)), TypeError,
+      "ids"),
+    c("lambda_attention", "lambda_forward ids too large", lambda: _lambda_forward(ids=torch.full((1, 12), 999)),
+      ValueError, "ids"),
+    c("lambda_attention", "lambda_forward from_layer -1", lambda: _lambda_forward(top_k=2, from_layer=-1), ValueError,
+      "from_layer"),
+    c("lambda_attention", "lambda_forward first_query a float", lambda: _lambda_forward(first_query=3.0), TypeError,
+      "first_query"),
+    c("lambda_attention", "lambda_forward mode unknown", lambda: _lambda_forward(mode="exact"), ValueError, "mode"),
+    c("lambda_attention", "lambda_forward n_local 0", lambda: _lambda_forward(n_local=0), ValueError, "n_local"),
+    c("lambda_attention", "lambda_forward return_weights a str", lambda: _lambda_forward(return_weights="yes"),
+      TypeError, "return_weights"),
+]  # fmt: skip
+
+
 def _reference(mask):
     from minillm.attention import reference_attention
 
@@ -1014,7 +1060,10 @@ def _rope(positions, k=None):
     return rope_attention(x, x if k is None else k, x, step, 1e4)
 
 
-@pytest.mark.parametrize("case", NONFINITE + EMPTY_ROWS, ids=[f"{c.module}: {c.label}" for c in NONFINITE + EMPTY_ROWS])
+ATTENTION_CASES = NONFINITE + EMPTY_ROWS + LAMBDA
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=[f"{c.module}: {c.label}" for c in ATTENTION_CASES])
 def test_attention_refuses_nonfinite_inputs_and_rows_without_keys(case):
     test_bad_input_raises_an_error_that_names_the_argument(case)
 
@@ -1319,7 +1368,7 @@ def test_triton_imported_before_kernels_still_runs_in_the_interpreter():
 if __name__ == "__main__":  # counts per class, by module
     torch.set_num_threads(1)
     by_module: dict[str, Counter] = {}
-    for case in CASES + SWEEP + NONFINITE + EMPTY_ROWS + SWEPT:
+    for case in CASES + SWEEP + ATTENTION_CASES + SWEPT:
         verdict = classify(case)
         by_module.setdefault(case.module, Counter())[verdict] += 1
         if verdict != "clear":

@@ -39,7 +39,7 @@ class AttentionStep:
 
     def __post_init__(self) -> None:
         if self.is_causal and len(self.q_pos) > len(self.k_pos):  # the first queries would see nothing
-            raise ValueError(f"is_causal needs T <= S queries, got T={len(self.q_pos)} over S={len(self.k_pos)}")
+            raise ValueError(f"is_causal needs T <= S (queries <= keys), got T={len(self.q_pos)}, S={len(self.k_pos)}")
         if self.mask is not None:
             _check_mask("mask", self.mask, (len(self.q_pos), len(self.k_pos)))
         if self.far is not None and not self.far.any():
@@ -108,9 +108,10 @@ def softmax_attention(
 def reference_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(D) + mask) v, explicitly. q (B,H,T,D), k and v (B,H,S,D), mask bool
-    broadcastable to (B, H, T, S). NaN or inf in q, k, v and a query row that sees no key are refused."""
-    validate.check_qkv(q, k, v, same_length=False)
+    """softmax(q k^T / sqrt(D) + mask) v, explicitly. q (B,H,T,D), k and v (B,H,S,D) (or any leading
+    dims that broadcast, e.g. (T, D)), mask bool broadcastable to (B, H, T, S). NaN or inf in q, k, v
+    and a query row that sees no key are refused."""
+    validate.check_qkv(q, k, v, same_length=False, any_batch=True)
     if mask is not None:
         _check_mask("mask", mask)
     scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, T, S)
@@ -135,13 +136,13 @@ def rope_attention(
     stop the pipeline at every layer to read one number back.
     """
     if check_inputs:
-        validate.check_qkv(q, k, v, same_length=False)
+        validate.check_qkv(q, k, v, same_length=False, any_batch=True)
         if not isinstance(step, AttentionStep):
             raise TypeError(f"step must be an AttentionStep, got {type(step).__name__}")
-        if (len(step.q_pos), len(step.k_pos)) != (q.shape[2], k.shape[2]):
+        if (len(step.q_pos), len(step.k_pos)) != (q.shape[-2], k.shape[-2]):
             raise ValueError(
                 f"step's positions ({len(step.q_pos)}, {len(step.k_pos)}) must match q's T and k's S, "
-                f"got T={q.shape[2]}, S={k.shape[2]}"
+                f"got T={q.shape[-2]}, S={k.shape[-2]}"
             )
     rot = step.rotations(q.shape[-1], rope_base, q.dtype)
     q_rot, k_rot = rotate(q, *rot["q"]), rotate(k, *rot["k"])

@@ -111,18 +111,29 @@ def check_finite(**tensors: torch.Tensor) -> None:
                 )
 
 
-def check_qkv(q: object, k: object, v: object, same_length: bool = True) -> None:
+def check_qkv(q: object, k: object, v: object, same_length: bool = True, any_batch: bool = False) -> None:
     """Attention inputs: floating tensors (B, H, T, D), k and v of one shape (B, H, S, D) with S = T
-    unless `same_length` is False, one dtype, one device, no NaN or inf. (torch would broadcast a
-    key with one head against many, or fail deep inside with a dtype error.)"""
+    unless `same_length` is False, one dtype, one device, no NaN or inf. With `any_batch`, any
+    leading dims that broadcast, e.g. (T, D), and values of another width (the explicit reference). (torch would
+    broadcast a key with one head against many, or fail deep inside with a dtype error.)"""
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(
                 f"{name} must be a floating tensor (B, H, T, D), got {getattr(x, 'dtype', type(x).__name__)}"
             )
-    lengths_ok = q.shape == k.shape if same_length else q.shape[:2] + q.shape[3:] == k.shape[:2] + k.shape[3:]
-    if q.dim() != 4 or k.dim() != 4 or not lengths_ok or k.shape != v.shape:
+    if any_batch:
+        rule = "be (..., T, D), (..., S, D), (..., S, Dv) with leading dims that broadcast"
+        ok = q.dim() >= 2 and k.dim() >= 2 and k.shape[:-1] == v.shape[:-1] and q.shape[-1] == k.shape[-1]
+        try:
+            torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        except RuntimeError:
+            ok = False
+        ok = ok and (q.shape[-2] == k.shape[-2] or not same_length)
+    else:
         rule = "share one shape (B, H, T, D)" if same_length else "be (B, H, T, D), (B, H, S, D), (B, H, S, D)"
+        lengths_ok = q.shape == k.shape if same_length else q.shape[:2] + q.shape[3:] == k.shape[:2] + k.shape[3:]
+        ok = q.dim() == 4 and k.dim() == 4 and lengths_ok and k.shape == v.shape
+    if not ok:
         raise ValueError(f"q, k, v must {rule}, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")

@@ -1087,6 +1087,22 @@ def test_huge_finite_inputs_whose_sum_overflows_still_run(path):
     assert out.shape[-1] == 16
 
 
+def test_the_explicit_reference_still_takes_any_leading_dims_and_value_width():
+    """Chapter 01 calls reference_attention on (T, D) tensors: the checks must not refuse good input."""
+    from minillm.attention import reference_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))
+    causal = masks.materialize(masks.causal(), 6)
+    out, weights = reference_attention(q, k, v, causal)
+    out4, _ = reference_attention(q[None, None], k[None, None], v[None, None], causal)
+    torch.testing.assert_close(out, out4[0, 0])
+    wide, _ = reference_attention(q, k, torch.randn(6, 3, generator=g), causal)
+    assert wide.shape == (6, 3) and torch.allclose(weights.sum(-1), torch.ones(6))
+    with pytest.raises(ValueError, match="q, k, v must"):
+        reference_attention(q, k[:, :4], v)
+
+
 def test_the_empty_row_rule_is_the_same_on_the_sdpa_and_explicit_paths():
     """Before the rule the SDPA path gave finite logits for a row that sees no key and the explicit
     path (return_attn=True) NaN; now both refuse, and a mask whose rows all see a key runs on both."""

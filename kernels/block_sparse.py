@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from minillm.validate import check_finite
+
 from . import TRITON_AVAILABLE, TRITON_INTERPRETED, TRITON_UNAVAILABLE_REASON
 from .attention_torch import blocked_attention, reference_attention
 from .block_map import check_mask_args
@@ -69,6 +71,8 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"head dim D must be one of {HEAD_DIMS}, got {q.shape[-1]}")
     if q.numel() == 0:
         raise ValueError(f"q, k, v must not be empty, got shape {tuple(q.shape)}")
+    if not q.is_floating_point():
+        raise TypeError(f"q, k, v must be floating tensors, got {q.dtype}")
     if TRITON_INTERPRETED:
         if q.device.type != "cpu":
             raise ValueError(
@@ -81,6 +85,9 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             raise ValueError(f"compiled Triton kernels take CUDA tensors, got {q.device}")
         if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
             raise TypeError(f"dtype must be float16, bfloat16 or float32, got {q.dtype}")
+    # a NaN key in a visited tile reaches rows that never attend to it (0 * NaN): the same rule as
+    # minillm.attention and the torch references, so every path refuses it
+    check_finite(q=q, k=k, v=v)
 
 
 class BlockSparseAttention(torch.autograd.Function):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .rope import rope_cos_sin, rotate
 
 
@@ -37,6 +38,10 @@ class AttentionStep:
     far_k_pos: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.is_causal and len(self.q_pos) > len(self.k_pos):  # the first queries would see nothing
+            raise ValueError(f"is_causal needs T <= S (queries <= keys), got T={len(self.q_pos)}, S={len(self.k_pos)}")
+        if self.mask is not None:
+            _check_mask("mask", self.mask, (len(self.q_pos), len(self.k_pos)))
         if self.far is not None and not self.far.any():
             self.far = None  # nothing to re-score: keep the fast path
         self._rotations: dict = {}  # every layer rotates at the same positions: compute once
@@ -57,6 +62,16 @@ class AttentionStep:
             T, S = len(self.q_pos), len(self.k_pos)
             return torch.ones(T, S, dtype=torch.bool, device=self.q_pos.device).tril(S - T)
         return self.mask
+
+
+def _check_mask(name: str, mask: object, shape: tuple[int, ...] | None = None) -> None:
+    """A bool mask (True = may attend) of `shape` (or broadcastable to the scores) in which every
+    query row sees at least one key."""
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor (True = may attend), got {getattr(mask, 'dtype', type(mask))}")
+    if shape is not None and tuple(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape (T, S) = {shape}, got {tuple(mask.shape)}")
+    validate.check_mask_rows(name, mask)
 
 
 def distance_limit(q_pos: torch.Tensor, k_pos: torch.Tensor, limit: int) -> dict[str, torch.Tensor]:
@@ -93,7 +108,12 @@ def softmax_attention(
 def reference_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(D) + mask) v, explicitly. q (B,H,T,D), k and v (B,H,S,D)."""
+    """softmax(q k^T / sqrt(D) + mask) v, explicitly. q (B,H,T,D), k and v (B,H,S,D) (or any leading
+    dims that broadcast, e.g. (T, D)), mask bool broadcastable to (B, H, T, S). NaN or inf in q, k, v
+    and a query row that sees no key are refused."""
+    validate.check_qkv(q, k, v, same_length=False, any_batch=True)
+    if mask is not None:
+        _check_mask("mask", mask)
     scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, H, T, S)
     return softmax_attention(scores, v, mask)
 
@@ -105,11 +125,25 @@ def rope_attention(
     step: AttentionStep,
     rope_base: float,
     return_weights: bool = False,
+    *,
+    check_inputs: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention of un-rotated q (B,H,T,D) over un-rotated k, v (B,H,S,D) placed by `step`.
 
-    Returns (out (B, H, T, D), weights (B, H, T, S) or None).
+    Returns (out (B, H, T, D), weights (B, H, T, S) or None). q, k, v must be finite (see
+    `validate.check_finite`). The model's layers, its caches and `lambda_attention`'s blocks pass
+    check_inputs=False: their q, k, v are their own activations, and on a GPU the check would
+    stop the pipeline at every layer to read one number back.
     """
+    if check_inputs:
+        validate.check_qkv(q, k, v, same_length=False, any_batch=True)
+        if not isinstance(step, AttentionStep):
+            raise TypeError(f"step must be an AttentionStep, got {type(step).__name__}")
+        if (len(step.q_pos), len(step.k_pos)) != (q.shape[-2], k.shape[-2]):
+            raise ValueError(
+                f"step's positions ({len(step.q_pos)}, {len(step.k_pos)}) must match q's T and k's S, "
+                f"got T={q.shape[-2]}, S={k.shape[-2]}"
+            )
     rot = step.rotations(q.shape[-1], rope_base, q.dtype)
     q_rot, k_rot = rotate(q, *rot["q"]), rotate(k, *rot["k"])
     if step.far is None and not return_weights:

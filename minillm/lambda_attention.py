@@ -36,14 +36,9 @@ import torch
 
 from . import masks
 from .attention import AttentionStep, distance_limit, rope_attention
-from .model import repeat_kv
+from .model import MiniLLM, repeat_kv
 from .rope import rope_cos_sin, rotate
-from .validate import check_qkv
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+from .validate import check_bool, check_float, check_int, check_qkv
 
 
 def block_keys(
@@ -102,7 +97,10 @@ def lambda_attention(
     """
     check_qkv(q, k, v)
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
-    _check_int("max_distance", max_distance, 1)
+    check_int("max_distance", max_distance, 1)
+    check_float("rope_base", rope_base, 1.0, above=True)
+    if block_size is not None:
+        check_int("block_size", block_size, 1)
     check_mode(mode)
     T, device = q.shape[2], q.device
     block = block_size or n_local
@@ -114,7 +112,8 @@ def lambda_attention(
         queries = torch.arange(start, stop, device=device)  # (b,)
         mask = mask_mod(zero, zero, queries[:, None], keys[None, :])  # (b, S)
         step = AttentionStep(queries, keys, mask, **far_pairs(queries, keys, n_local, max_distance, mode))
-        out[:, :, start:stop], _ = rope_attention(q[:, :, start:stop], k[:, :, keys], v[:, :, keys], step, rope_base)
+        qb, kb, vb = q[:, :, start:stop], k[:, :, keys], v[:, :, keys]  # checked once, above
+        out[:, :, start:stop], _ = rope_attention(qb, kb, vb, step, rope_base, check_inputs=False)
     return out
 
 
@@ -137,9 +136,16 @@ def topk_middle_attention(
 
     Returns (out (B, H, N, D), weights (B, H, N, S) or None). Memory O(N * S).
     """
+    check_qkv(q, k, v, same_length=False)
     for name, value, minimum in (("max_distance", max_distance, 1), ("top_k", top_k, 0), ("insert_at", insert_at, 0)):
-        _check_int(name, value, minimum)
+        check_int(name, value, minimum)
+    check_float("rope_base", rope_base, 1.0, above=True)
+    check_bool("return_weights", return_weights)
+    if not isinstance(q_pos, torch.Tensor) or q_pos.dtype != torch.long or q_pos.shape != (q.shape[2],):
+        raise TypeError(f"q_pos must be a long tensor ({q.shape[2]},), one position per query, got {q_pos!r}")
     S, D = k.shape[2], q.shape[-1]
+    if len(q_pos) and (q_pos.min() < 0 or q_pos.max() >= S):
+        raise ValueError(f"q_pos must lie in 0..{S - 1} (a query sits at one of the keys), got {q_pos.tolist()}")
     k_pos = torch.arange(S, device=k.device)
     zero = torch.zeros((), dtype=torch.long, device=k.device)
     mask = masks.lambda_shaped(n_global, n_local)(zero, zero, q_pos[:, None], k_pos[None, :])  # (N, S)
@@ -184,11 +190,21 @@ def lambda_forward(
     return_weights, also returns per layer those queries' attention weights (B, H, N, T), N = T -
     first_query, or None in layers without top-k.
     """
+    if not isinstance(model, MiniLLM):
+        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
+    model._check_inputs(ids, None, None, None, None)  # MiniLLM's own rules for ids (B, T)
     B, T = ids.shape
+    masks.lambda_shaped(n_global, n_local)  # validates n_global and n_local before any work
     insert_at = n_local // 2 if insert_at is None else insert_at
     first_query = T - 1 if first_query is None else first_query
+    for name, value, minimum in (("max_distance", max_distance, 1), ("top_k", top_k, 0), ("insert_at", insert_at, 0)):
+        check_int(name, value, minimum)
+    check_int("from_layer", from_layer, 0)  # past the last layer: no layer uses top-k
+    check_int("first_query", first_query)
     if not 0 <= first_query < T:
         raise ValueError(f"first_query must lie in 0..{T - 1}, got {first_query}")
+    check_bool("return_weights", return_weights)
+    check_mode(mode)
     q_pos = torch.arange(first_query, T, device=ids.device)  # (N,) the queries that may look at the middle
     sizes = (n_global, n_local, max_distance, top_k, insert_at)
     x = model.embed(ids)  # (B, T, C)

@@ -128,14 +128,12 @@ def fetch_pretrained(name: str, directory: str | Path | None = None) -> Path:
     NAME.safetensors, NAME.json and NAME.tokenizer.json. Returns the json path."""
     if name not in FETCHED:
         raise ValueError(f"name must be one of {sorted(FETCHED)}, got {name!r}")
-    import gguf
-
     from . import gguf_import
     from .bpe import build_tokenizer_json
 
     directory = Path(directory) if directory is not None else cache_dir()
     path = gguf_import.fetch_gguf(directory)
-    reader = gguf.GGUFReader(path)
+    reader = gguf_import.open_gguf(path)
     config = gguf_import.read_config(reader)
     model = MiniLLM(config)
     model.load_state_dict(gguf_import.read_state_dict(reader, config), strict=False)  # head is the tied embed

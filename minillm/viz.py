@@ -327,11 +327,14 @@ def plot_curves(
     return ax
 
 
+# Each label says how many keys a query sees once the text is long enough: StreamingLLM's window
+# does not count the query (16 + itself), LM-Infinite's n_local does (16 with itself). Short
+# labels: the explorer's dropdown cuts them at about 27 characters.
 DEFAULT_EXPLORER_MASKS = {
     "causal": masks.causal(),
-    "sliding window (16)": masks.sliding_window(16),
-    "4 sinks + window (16)": masks.sink_window(4, 16),
-    "Λ (4 global, 16 local)": masks.lambda_shaped(4, 16),
+    "window 16: 17 keys": masks.sliding_window(16),
+    "4 sinks + 16: 21 keys": masks.sink_window(4, 16),
+    "Λ 4 + 16 local: 20 keys": masks.lambda_shaped(4, 16),
 }
 
 

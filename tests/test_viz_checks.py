@@ -184,7 +184,7 @@ def test_attention_explorer_redraws_when_a_control_changes(small_model, monkeypa
     mask.value = list(mask.options)[1]
     text_box.value = "hello,\nworld"
     assert [t for t, _ in drawn[:2]] == ["layer 0, head 0, causal", "layer 1, head 0, causal"]
-    assert drawn[2][0].startswith("layer 1, head 0, sliding window")
+    assert drawn[2][0].startswith("layer 1, head 0, window 16: 17 keys")
     assert drawn[-1][1].weights.shape == (13, 13)  # BOS + 12 bytes, the newline kept
     assert info.value == "12 bytes (limit 128 bytes)"
     fixed.value = True

@@ -216,7 +216,6 @@ def plot_attention(
 
 def attention_grid(
     attn: Sequence[torch.Tensor],
-    tokens: Sequence[int] | None = None,
     batch_index: int = 0,
     log: bool = False,
     size: float = 1.8,

@@ -34,7 +34,7 @@ import torch
 
 from minillm import data
 from minillm.train import load_state
-from minillm.train_megabyte import PRESETS, ByteRun, compare, flops_breakdown, test_report, train
+from minillm.train_megabyte import PRESETS, ByteRun, compare, flops_per_byte, test_report, train
 from minillm.validate import positive_float, positive_int
 
 RESULTS = Path(__file__).parent / "results"
@@ -98,12 +98,7 @@ def train_model(model: str, runs: Path, lrs: tuple[float, ...], budget_steps: li
 def attention_share_by_length(lengths=(512, 1024, 2048, 4096, 8192)) -> dict[str, float]:
     """The share of the flat model's forward FLOPs spent in attention, by context length."""
     cfg = PRESETS["flat_2k"].train.model
-    out = {}
-    for n in lengths:
-        parts = flops_breakdown(replace(cfg, max_seq_len=n), n)
-        total = sum(f.total for f in parts.values())
-        out[str(n)] = round(sum(f.attention for f in parts.values()) / total, 3)
-    return out
+    return {str(n): round((f := flops_per_byte(cfg, n)).attention / f.total, 3) for n in lengths}
 
 
 def report(runs: Path, budget_steps: list[int]) -> dict:
@@ -194,7 +189,6 @@ def main() -> None:
     if args.model is None and not args.report:
         parser.error("give --model NAME or --report")
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     runs = Path(args.runs)
     if args.model:
         lrs = tuple(args.lrs or LEARNING_RATES[args.model])

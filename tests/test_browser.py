@@ -8,6 +8,7 @@ Playwright or a Chromium binary is missing (Playwright's own browser download is
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -17,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,9 +90,12 @@ def lab(tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                local = http.client.HTTPConnection("127.0.0.1", port, timeout=2)  # the test's own server
+                local.request("GET", f"/api/status?token={token}")
+                if local.getresponse().status != 200:
+                    raise OSError("JupyterLab is not ready yet")
                 break
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 if server.poll() is not None or time.monotonic() > deadline:
                     log_tail = (tmp_path / "lab.log").read_text()[-2000:]
                     raise RuntimeError("JupyterLab did not start: " + log_tail) from None

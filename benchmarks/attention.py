@@ -6,9 +6,9 @@
 
 On a CPU it compares the torch variants: dense SDPA with the materialized sink + window mask
 (O(T^2) work and memory), causal SDPA (a different, denser mask: the flash kernel with no mask
-tensor, the speed an O(T^2) kernel can reach) and `kernels.blocked_attention` (the kernel's block
+tensor, the speed an O(T^2) kernel can reach) and `minillm_kernels.blocked_attention` (the kernel's block
 skipping in torch, O(T * (window + n_sink))). On CUDA it adds the Triton kernel
-(`kernels.block_sparse_attention`, FlashAttention arXiv 2205.14135 + block skipping) and
+(`minillm_kernels.block_sparse_attention`, FlashAttention arXiv 2205.14135 + block skipping) and
 FlexAttention compiled with `create_block_mask` of the same mask_mod, in float16, timed with
 `triton.testing.do_bench`; the Triton interpreter is far too slow to time, so the CPU run leaves
 it out. Writes attention_<device>.json and .png into --out.
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import kernels
-from kernels import blocked_attention, count_visited_blocks, mask_mod_for
+import minillm_kernels
 from minillm import masks
 from minillm.validate import device_arg, nonnegative_int, positive_int
+from minillm_kernels import blocked_attention, count_visited_blocks, mask_mod_for
 
 
 def device_name(device: torch.device) -> str:
@@ -61,8 +61,8 @@ def variants(T: int, n_sink: int, window: int, block: int, device: torch.device)
         block_mask = create_block_mask(mask_mod, None, None, T, T, device=device)
         flex = torch.compile(flex_attention)
         fns["FlexAttention (compiled)"] = lambda q, k, v: flex(q, k, v, block_mask=block_mask)
-        if kernels.TRITON_AVAILABLE:
-            fns["Triton block-sparse"] = lambda q, k, v: kernels.block_sparse_attention(
+        if minillm_kernels.TRITON_AVAILABLE:
+            fns["Triton block-sparse"] = lambda q, k, v: minillm_kernels.block_sparse_attention(
                 q, k, v, n_sink=n_sink, window=window
             )
     return fns

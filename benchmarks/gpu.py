@@ -170,11 +170,11 @@ def main(argv: list[str] | None = None) -> Path:
         sys.exit("no CUDA device: use --dry-run to test the script on a CPU")
     if not cuda:
         torch.set_num_threads(1)  # tiny tensors: one thread is as fast, and the cores are shared
-    # Imported after the CUDA check: `kernels` sets TRITON_INTERPRET=1 when there is no GPU.
+    # Imported after the CUDA check: `minillm_kernels` sets TRITON_INTERPRET=1 when there is no GPU.
     from gpu_parts import decoding, kernel, streaming
     from gpu_parts.common import Budget
 
-    import kernels
+    import minillm_kernels
 
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu_dry_run_")) if args.dry_run else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> Path:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = {"dry_run": args.dry_run, "date": now,
                "command": " ".join(["python benchmarks/gpu.py", *(argv if argv is not None else sys.argv[1:])]),
-               "machine": machine, "triton_interpreted": kernels.TRITON_INTERPRETED, "parts": {}}  # fmt: skip
+               "machine": machine, "triton_interpreted": minillm_kernels.TRITON_INTERPRETED, "parts": {}}  # fmt: skip
     json_path = out / "gpu.json"
     modules = {"kernel": kernel, "decoding": decoding, "streaming": streaming}
     t_run = time.perf_counter()

@@ -6,9 +6,14 @@ digit is its own piece, then GPT-2's regex splits words, numbers, punctuation an
 interface is ByteTokenizer's: encode(text, bos=False), decode(ids), vocab_size, bos_id.
 
 Where it departs from transformers' GGUF loader: that loader builds a plain GPT-2 pre-tokenizer
-without the digit split. The vocabulary has no multi-digit tokens, so the two agree almost always;
-they differ on a run of spaces before a digit ("   8": llama.cpp and we give the spaces one piece,
-transformers gives " 8" its own space). We follow llama.cpp, the format's reference.
+without the digit split. The vocabulary has no multi-digit tokens, so the two agree on text without
+digits, but they split differently on any run of two or more whitespace characters (spaces, tabs,
+newlines, in any mix) before a digit. llama.cpp and we keep the whole run as one piece ("\n\n0." ->
+"\n\n", "0", "."); GPT-2's regex gives the run's last character to the digit ("\n", "\n0", "."),
+so its BPE cannot merge that character with the rest of the run. The ids then differ whenever the
+vocabulary merges across the run's last character ("\n\n", "  ", "\r\n" are tokens), which is
+almost always; they agree only where no such merge exists (" \t 9"). Code and verse numbers meet
+this often ("\n\n12"). We follow llama.cpp, the format's reference.
 
 Which token starts a stream: the GGUF says add_bos_token = False (a plain encode adds nothing, as
 llama.cpp and transformers do) and names bos_token_id = 1, `<|im_start|>`, the token that opens

@@ -32,11 +32,11 @@ def device_line() -> str:
 
 
 def triton_line() -> str:
-    import kernels
+    import minillm_kernels
 
-    if not kernels.TRITON_AVAILABLE:
-        return f"unavailable: {kernels.TRITON_UNAVAILABLE_REASON} Chapter 08 skips its Triton cells."
-    return "interpreted (TRITON_INTERPRET=1, no GPU)" if kernels.TRITON_INTERPRETED else "compiled (CUDA)"
+    if not minillm_kernels.TRITON_AVAILABLE:
+        return f"unavailable: {minillm_kernels.TRITON_UNAVAILABLE_REASON} Chapter 08 skips its Triton cells."
+    return "interpreted (TRITON_INTERPRET=1, no GPU)" if minillm_kernels.TRITON_INTERPRETED else "compiled (CUDA)"
 
 
 def main() -> int:

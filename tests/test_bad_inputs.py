@@ -505,12 +505,12 @@ def _basis(num_basis, sigmas):
 
 
 def _kernel(name, **kwargs):
-    import kernels
+    import minillm_kernels
 
     x = torch.randn(1, 2, 32, 16)
     other = {0: x.double(), 1: x[:, :1]}  # k of another dtype, of one head
     q_, k_ = kwargs.pop("q", x), other[kwargs.pop("k")] if "k" in kwargs else x
-    return getattr(kernels, name)(q_, k_, x, **kwargs)
+    return getattr(minillm_kernels, name)(q_, k_, x, **kwargs)
 
 
 def _lambda(*args):
@@ -918,7 +918,7 @@ NAN_AT = (0, 1, 40, 3)  # (b, h, t, d) of the bad entry: a late key that most ro
 
 def _attention_paths() -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], object]]:
     """Every entry point that takes q, k, v (B, H, T, D), called on a sink + window or causal mask."""
-    import kernels
+    import minillm_kernels
     from minillm.attention import AttentionStep, distance_limit, reference_attention, rope_attention
     from minillm.lambda_attention import lambda_attention, topk_middle_attention
 
@@ -937,11 +937,15 @@ def _attention_paths() -> dict[str, Callable[[torch.Tensor, torch.Tensor, torch.
         ),
         "lambda_attention": lambda q, k, v: lambda_attention(q, k, v, 2, 8, 8),
         "topk_middle_attention": lambda q, k, v: topk_middle_attention(q[:, :, 40:44], k, v, pos[40:44], 2, 8, 8, 2, 4),
-        "kernels.reference_attention": lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=2, window=8),
-        "kernels.blocked_attention": lambda q, k, v: kernels.blocked_attention(q, k, v, n_sink=2, window=8, block=16),
+        "minillm_kernels.reference_attention": lambda q, k, v: minillm_kernels.reference_attention(
+            q, k, v, n_sink=2, window=8
+        ),
+        "minillm_kernels.blocked_attention": lambda q, k, v: minillm_kernels.blocked_attention(
+            q, k, v, n_sink=2, window=8, block=16
+        ),
     }
-    if kernels.TRITON_AVAILABLE:
-        paths["kernels.block_sparse_attention"] = lambda q, k, v: kernels.block_sparse_attention(
+    if minillm_kernels.TRITON_AVAILABLE:
+        paths["minillm_kernels.block_sparse_attention"] = lambda q, k, v: minillm_kernels.block_sparse_attention(
             q, k, v, n_sink=2, window=8
         )
     return paths
@@ -1123,7 +1127,7 @@ def test_the_empty_row_rule_is_the_same_on_the_sdpa_and_explicit_paths():
 def test_every_kernel_mask_lets_each_row_see_itself():
     """The kernels and the blockwise Λ take no mask of their own, only these families: each row sees
     its own key, so no row can be empty there."""
-    from kernels.block_map import mask_mod_for
+    from minillm_kernels.block_map import mask_mod_for
 
     for n_sink, window, causal in [(0, None, True), (0, None, False), (2, 1, True), (0, 5, True), (3, 8, True)]:
         assert masks.materialize(mask_mod_for(n_sink, window, causal), 20).diagonal().all()
@@ -1367,16 +1371,16 @@ def test_the_progress_bar_ends_at_stop_at(tmp_path, monkeypatch):
 
 
 def test_triton_imported_before_kernels_still_runs_in_the_interpreter():
-    """`import triton` (or torch.compile, or torch.utils.flop_counter) before `import kernels` used to
+    """`import triton` (or torch.compile, or torch.utils.flop_counter) before `import minillm_kernels` used to
     break every interpreted kernel; kernels now switches Triton's library to the interpreter."""
     pytest.importorskip("triton")
     if torch.cuda.is_available():
         pytest.skip("on a GPU Triton compiles; the interpreter is not involved")
     code = (
-        "import triton, torch, kernels\n"
+        "import triton, torch, minillm_kernels\n"
         "q = torch.randn(1, 2, 40, 16, requires_grad=True)\n"
-        "out = kernels.block_sparse_attention(q, q, q, n_sink=2, window=8)\n"
-        "ref = kernels.reference_attention(q, q, q, n_sink=2, window=8)\n"
+        "out = minillm_kernels.block_sparse_attention(q, q, q, n_sink=2, window=8)\n"
+        "ref = minillm_kernels.reference_attention(q, q, q, n_sink=2, window=8)\n"
         "g, = torch.autograd.grad(out.sum(), q); r, = torch.autograd.grad(ref.sum(), q)\n"
         "print(float((out - ref).abs().max()), float((g - r).abs().max()))\n"
     )

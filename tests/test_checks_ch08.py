@@ -10,12 +10,14 @@ import sys
 
 import pytest
 
-import kernels
+import minillm_kernels
 from minillm.checks import ch08
 
-needs_triton = pytest.mark.skipif(not kernels.TRITON_AVAILABLE, reason=kernels.TRITON_UNAVAILABLE_REASON)
+needs_triton = pytest.mark.skipif(
+    not minillm_kernels.TRITON_AVAILABLE, reason=minillm_kernels.TRITON_UNAVAILABLE_REASON
+)
 
-if kernels.TRITON_AVAILABLE:
+if minillm_kernels.TRITON_AVAILABLE:
     import triton
     import triton.language as tl
 

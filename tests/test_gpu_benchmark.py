@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import kernels
+import minillm_kernels
 from minillm import masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -93,9 +93,9 @@ def test_correctness_check_fails_a_wrong_mask_and_a_wrong_gradient():
     def check(attend):
         return kernel_part.check_against_reference(attend, q, k, v, mask_mod, rows, 1e-3, backward=True)
 
-    right = lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=2, window=8)
-    off_by_one = lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=2, window=7)
-    no_dq = lambda q, k, v: kernels.reference_attention(q.detach(), k, v, n_sink=2, window=8) + 0 * q
+    right = lambda q, k, v: minillm_kernels.reference_attention(q, k, v, n_sink=2, window=8)
+    off_by_one = lambda q, k, v: minillm_kernels.reference_attention(q, k, v, n_sink=2, window=7)
+    no_dq = lambda q, k, v: minillm_kernels.reference_attention(q.detach(), k, v, n_sink=2, window=8) + 0 * q
     assert check(right)["passed"] is True
     assert check(off_by_one)["passed"] is False
     wrong_grad = check(no_dq)
@@ -108,14 +108,14 @@ def test_reduced_check_passes_the_reference_on_a_subset_of_rows():
     q, k, v = (torch.randn(1, 1, 64, 16, generator=g, dtype=torch.float64) for _ in range(3))
     rows = torch.tensor([0, 1, 63])
     mask_mod = masks.sink_window(1, 4)
-    right = lambda q, k, v: kernels.reference_attention(q, k, v, n_sink=1, window=4)
+    right = lambda q, k, v: minillm_kernels.reference_attention(q, k, v, n_sink=1, window=4)
     result = kernel_part.check_against_reference(right, q, k, v, mask_mod, rows, 1e-5, backward=True)
     assert result["passed"] is True and result["rows"] == 3
 
 
 def test_lambda_mask_is_the_kernels_sink_window_with_one_less():
     for name, (mask_mod, n_sink, window) in kernel_part.mask_specs(4, 32).items():
-        expected = masks.materialize(kernels.mask_mod_for(n_sink, window), 100, 100)
+        expected = masks.materialize(minillm_kernels.mask_mod_for(n_sink, window), 100, 100)
         assert torch.equal(masks.materialize(mask_mod, 100, 100), expected), name
 
 

@@ -17,7 +17,7 @@ import test_wrong_answers_ch06 as w06
 import test_wrong_answers_ch07 as w07
 import test_wrong_answers_ch08 as w08
 
-import kernels
+import minillm_kernels
 from minillm.checks import ch05, ch06, ch07, ch08
 from minillm.course import BEGIN, END, ROOT
 
@@ -48,7 +48,7 @@ def _cases():
             yield module, check, wrongs[0], notebook
     for check, (_, wrongs) in w07.EXERCISES.items():
         yield ch07, check, wrongs[0], "07_infinite_former.ipynb"
-    if kernels.TRITON_AVAILABLE:
+    if minillm_kernels.TRITON_AVAILABLE:
         for check, (_, wrongs) in w08.KERNELS.items():
             yield ch08, check, wrongs[0][0], "08_triton_kernels.ipynb"
     yield ch08, "check_visited_blocks", w08.VISITED_WRONG[0][0], "08_triton_kernels.ipynb"

@@ -15,8 +15,9 @@ import torch
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import (
+import minillm_kernels
+from minillm import masks
+from minillm_kernels import (
     block_map,
     block_map_from_mask,
     block_sparse_attention,
@@ -26,10 +27,11 @@ from kernels import (
     reference_attention,
     visited_kv_blocks,
 )
-from kernels.block_map import q_block_ranges
-from minillm import masks
+from minillm_kernels.block_map import q_block_ranges
 
-needs_triton = pytest.mark.skipif(not kernels.TRITON_AVAILABLE, reason=kernels.TRITON_UNAVAILABLE_REASON)
+needs_triton = pytest.mark.skipif(
+    not minillm_kernels.TRITON_AVAILABLE, reason=minillm_kernels.TRITON_UNAVAILABLE_REASON
+)
 # The interpreter is slow: few examples, and no shrinking (it would rerun the kernel hundreds of times).
 FEW = settings(max_examples=10, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate])
 MANY = settings(max_examples=100, deadline=None, derandomize=True, database=None)  # pure index arithmetic
@@ -198,7 +200,7 @@ def test_kernel_reads_only_the_visited_kv_blocks(n_sink, window):
     A kernel that reads one block too many gets 0 * NaN = NaN; one that reads too few is wrong.
     The wrapper refuses NaN input (every attention path does), so this launches the kernel directly.
     """
-    from kernels import block_sparse_triton
+    from minillm_kernels import block_sparse_triton
 
     T, block = 80, 16
     q, k, v = random_qkv(1, 1, T, 16, seed=7)
@@ -242,7 +244,7 @@ def test_bad_input_raises(make, kwargs, error):
 
 
 @needs_triton
-@pytest.mark.skipif(not kernels.TRITON_INTERPRETED, reason="only the interpreter refuses CUDA tensors")
+@pytest.mark.skipif(not minillm_kernels.TRITON_INTERPRETED, reason="only the interpreter refuses CUDA tensors")
 def test_interpreter_refuses_non_cpu_tensors():
     q = torch.randn(1, 1, 8, 16, device="meta")
     with pytest.raises(ValueError, match="interpreter"):
@@ -252,11 +254,12 @@ def test_interpreter_refuses_non_cpu_tensors():
 def test_without_triton_the_package_imports_and_the_kernel_explains():
     code = (
         "import sys; sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
-        "import torch, kernels\n"
-        "assert not kernels.TRITON_AVAILABLE and 'Triton' in kernels.TRITON_UNAVAILABLE_REASON\n"
+        "import torch, minillm_kernels\n"
+        "assert not minillm_kernels.TRITON_AVAILABLE and 'Triton' in minillm_kernels.TRITON_UNAVAILABLE_REASON\n"
         "q = torch.randn(1, 1, 8, 16)\n"
-        "kernels.reference_attention(q, q, q, n_sink=1, window=2); kernels.blocked_attention(q, q, q, window=2)\n"
-        "try:\n    kernels.block_sparse_attention(q, q, q)\nexcept RuntimeError as e:\n    print(e)\n"
+        "minillm_kernels.reference_attention(q, q, q, n_sink=1, window=2)\n"
+        "minillm_kernels.blocked_attention(q, q, q, window=2)\n"
+        "try:\n    minillm_kernels.block_sparse_attention(q, q, q)\nexcept RuntimeError as e:\n    print(e)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -150,6 +150,39 @@ def test_digits_are_pre_split_before_the_gpt2_regex_as_llama_cpp_does(ours):
     assert tok.encode("x =" + " " * 21 + "8") == tok.encode("x =" + " " * 21) + tok.encode("8")
 
 
+@pytest.fixture(scope="module")
+def hf_tokenizer(ours):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    return transformers.AutoTokenizer.from_pretrained(cache_dir(), gguf_file=GGUF_NAME)
+
+
+WHITESPACE_RUNS = [a + b for a in " \n\t" for b in " \n\t"] + [" " * 3, "\n" * 3, "\r\n", " \t ", "\n\n "]
+
+
+@pytest.mark.parametrize("run", WHITESPACE_RUNS, ids=repr)
+def test_before_a_digit_a_whitespace_run_is_split_as_bpe_py_says(ours, hf_tokenizer, run):
+    """minillm/bpe.py's note: before a digit, llama.cpp and the course keep a run of two or more
+    whitespace characters whole; transformers' GGUF tokenizer gives its last character to the digit.
+    The ids differ exactly when the vocabulary merges across that last character."""
+    tok, text = ours[1], "x" + run + "12."
+    mine, theirs = tok.encode(text), hf_tokenizer.encode(text, add_special_tokens=False)
+    assert mine == tok.encode("x") + tok.encode(run) + tok.encode("1") + tok.encode("2.")
+    assert theirs == tok.encode("x") + tok.encode(run[:-1]) + tok.encode(run[-1] + "1") + tok.encode("2.")
+    merges_across_last = tok.encode(run) != tok.encode(run[:-1]) + tok.encode(run[-1])
+    assert (mine != theirs) == merges_across_last
+
+
+@pytest.mark.parametrize("text", ["\n\n0.", "  8", "\r\n4", "1  2", "x\n\n12"], ids=repr)
+def test_the_tokenizers_differ_on_these_examples(ours, hf_tokenizer, text):
+    assert ours[1].encode(text) != hf_tokenizer.encode(text, add_special_tokens=False)
+
+
+@pytest.mark.parametrize("text", ["\n0.", " 8", "x\t9", "a  b", "\n\na", "  a", " \t 3"], ids=repr)
+def test_the_tokenizers_agree_on_single_whitespace_before_a_digit_and_runs_before_letters(ours, hf_tokenizer, text):
+    assert ours[1].encode(text) == hf_tokenizer.encode(text, add_special_tokens=False)
+
+
 @torch.no_grad()
 def test_gqa_dense_cache_holds_three_kv_heads_and_equals_the_full_forward(ours):
     model, tok = ours

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import pytest
 
-import kernels
+import minillm_kernels
 from minillm.checks import ch08
 
-needs_triton = pytest.mark.skipif(not kernels.TRITON_AVAILABLE, reason=kernels.TRITON_UNAVAILABLE_REASON)
+needs_triton = pytest.mark.skipif(
+    not minillm_kernels.TRITON_AVAILABLE, reason=minillm_kernels.TRITON_UNAVAILABLE_REASON
+)
 
 KERNELS: dict[str, tuple] = {}  # check name -> (right kernel, [(wrong kernel, what the checker must say)])
 
-if kernels.TRITON_AVAILABLE:
+if minillm_kernels.TRITON_AVAILABLE:
     import triton
     import triton.language as tl
 

@@ -6,7 +6,7 @@ backward. The reference is the explicit softmax over the materialized mask_mod, 
 subset of query rows when T is large (a (T, T) float32 score matrix at 64K is 16 GB per head): with
 dO zero outside those rows, dK and dV depend on those rows only, so the reduced check still covers
 every gradient. TFLOP/s count the work of the tiles the Triton kernel visits
-(`kernels.count_visited_blocks`), the same numerator for every implementation, so the figures
+(`minillm_kernels.count_visited_blocks`), the same numerator for every implementation, so the figures
 compare speeds, not how much padding each one computes.
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-import kernels
-from kernels.block_sparse import default_block_size
+import minillm_kernels
 from minillm import masks
+from minillm_kernels.block_sparse import default_block_size
 
 from .common import Budget, bench_ms
 
@@ -105,7 +105,11 @@ def implementations(
 
     n_sink, window = kernel_mask
     out: dict[str, tuple[Attend | None, str | None, str | None]] = {
-        "triton": (lambda q, k, v: kernels.block_sparse_attention(q, k, v, n_sink=n_sink, window=window), None, None),
+        "triton": (
+            lambda q, k, v: minillm_kernels.block_sparse_attention(q, k, v, n_sink=n_sink, window=window),
+            None,
+            None,
+        ),
     }
     try:  # create_block_mask materializes the (T, T) mask and its int64 index arithmetic: ~40 GB at 64K
         block_mask = create_block_mask(mask_mod, None, None, T, T, device=device)
@@ -166,10 +170,11 @@ def run(settings: dict, budget: Budget, save: Callable[[dict], None]) -> dict:
         block = default_block_size(D, dtype, device)
         for mask_name, (mask_mod, *kernel_mask) in mask_specs(settings["n_sink"], settings["window"]).items():
             for T in settings["lengths"]:
-                tiles = kernels.count_visited_blocks(T, block, *kernel_mask)
+                tiles = minillm_kernels.count_visited_blocks(T, block, *kernel_mask)
                 flops = 4 * B * H * tiles * block * block * D  # QK^T and PV: 2 D flops each per visited score
+                causal_tiles = minillm_kernels.count_visited_blocks(T, block)
                 head = {"mask": mask_name, "dtype": dtype_name, "T": T, "block": block, "visited_tiles": tiles,
-                        "causal_tiles": kernels.count_visited_blocks(T, block), "forward_flops": flops}  # fmt: skip
+                        "causal_tiles": causal_tiles, "forward_flops": flops}  # fmt: skip
                 g = torch.Generator().manual_seed(T)
                 q, k, v = (torch.randn(B, H, T, D, generator=g).to(device, dtype) for _ in range(3))
                 # the reference's (rows, T) float32 scores per head stay under check_scores elements

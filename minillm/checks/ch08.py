@@ -18,18 +18,18 @@ from collections.abc import Callable
 
 import torch
 
-import kernels  # sets TRITON_INTERPRET=1 (no GPU) before Triton is imported
-from kernels import block_map_from_mask, mask_mod_for
+import minillm_kernels  # sets TRITON_INTERPRET=1 (no GPU) before Triton is imported
+from minillm_kernels import block_map_from_mask, mask_mod_for
 
 from .core import CheckFailed, CheckResult, run_check
 
 
 def _device() -> str:
-    return "cpu" if kernels.TRITON_INTERPRETED else "cuda"
+    return "cpu" if minillm_kernels.TRITON_INTERPRETED else "cuda"
 
 
 def _skipped(title: str) -> CheckResult:
-    print(f"⏭ {title}: skipped. {kernels.TRITON_UNAVAILABLE_REASON}")
+    print(f"⏭ {title}: skipped. {minillm_kernels.TRITON_UNAVAILABLE_REASON}")
     return CheckResult(title, False, "skipped: Triton is not available")
 
 
@@ -143,7 +143,7 @@ def _cdiv(a: int, b: int) -> int:
 
 def check_add_kernel(add_kernel, hint: int | None = None) -> CheckResult:
     """add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK) launched on cdiv(n, BLOCK) programs -> out = x + y."""
-    if not kernels.TRITON_AVAILABLE:
+    if not minillm_kernels.TRITON_AVAILABLE:
         return _skipped("add_kernel")
     device, BLOCK = _device(), 64
 
@@ -182,7 +182,7 @@ def check_transpose_kernel(transpose_kernel, hint: int | None = None) -> CheckRe
     x is (M, N) with row stride stride_x; out is (N, M) with row stride stride_out; the grid is
     (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N)), one program per tile of x.
     """
-    if not kernels.TRITON_AVAILABLE:
+    if not minillm_kernels.TRITON_AVAILABLE:
         return _skipped("transpose_kernel")
     device, BLOCK_M, BLOCK_N = _device(), 16, 32
 
@@ -233,7 +233,7 @@ def causal_softmax_reference(x: torch.Tensor) -> torch.Tensor:
 
 def check_causal_softmax_kernel(causal_softmax_kernel, hint: int | None = None) -> CheckResult:
     """causal_softmax_kernel(x_ptr, out_ptr, N, stride, BLOCK) on M programs (one per row), BLOCK >= N."""
-    if not kernels.TRITON_AVAILABLE:
+    if not minillm_kernels.TRITON_AVAILABLE:
         return _skipped("causal_softmax_kernel")
     device = _device()
 
@@ -279,7 +279,7 @@ def check_logsumexp_kernel(logsumexp_kernel, hint: int | None = None) -> CheckRe
 
     BLOCK may be smaller than N: the kernel loops over the row in chunks of BLOCK.
     """
-    if not kernels.TRITON_AVAILABLE:
+    if not minillm_kernels.TRITON_AVAILABLE:
         return _skipped("logsumexp_kernel")
     device = _device()
 

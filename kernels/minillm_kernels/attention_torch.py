@@ -4,7 +4,7 @@
 the explicit softmax of `minillm.attention`; it costs O(T^2) time and memory. `blocked_attention`
 does what the Triton kernel does (FlashAttention's tiling, Dao et al. 2022, arXiv 2205.14135, and
 FlexAttention's block sparsity) with torch ops only: it gathers, for each query block, the key blocks
-of `kernels.block_map.visited_kv_blocks` and attends over those alone, so its cost grows like
+of `minillm_kernels.block_map.visited_kv_blocks` and attends over those alone, so its cost grows like
 T * (window + n_sink). Unlike the kernel it keeps a whole softmax row per query (no online softmax),
 which is simple and fast on a CPU and differentiable by autograd.
 """

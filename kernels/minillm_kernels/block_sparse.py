@@ -1,13 +1,13 @@
 """Block-sparse flash attention for sink + sliding-window masks: the public entry point.
 
 `block_sparse_attention(q, k, v, n_sink=, window=, causal=)` runs the Triton kernels of
-`kernels.block_sparse_triton` (FlashAttention, Dao et al. 2022, arXiv 2205.14135, after Triton's
+`minillm_kernels.block_sparse_triton` (FlashAttention, Dao et al. 2022, arXiv 2205.14135, after Triton's
 fused-attention tutorial, skipping tiles the way FlexAttention's BlockMask does) through a
-`torch.autograd.Function`, so it trains. Its mask is `kernels.block_map.mask_mod_for(...)`, i.e.
+`torch.autograd.Function`, so it trains. Its mask is `minillm_kernels.block_map.mask_mod_for(...)`, i.e.
 `minillm.masks.sink_window(n_sink, window)` (or `causal()`, or full attention): one mask, everywhere.
 
 On a machine without CUDA the kernels run in Triton's interpreter (`TRITON_INTERPRET=1`, set by
-`kernels/__init__.py`) on CPU float32 tensors: slow, but exact, and fine for small shapes. On CUDA
+`kernels/minillm_kernels/__init__.py`) on CPU float32 tensors: slow, but exact, and fine for small shapes. On CUDA
 they compile and take float16, bfloat16 or float32. Without Triton (macOS, Windows) this function
 raises and explains; `reference_attention` and `blocked_attention` work everywhere.
 """
@@ -136,7 +136,7 @@ def block_sparse_attention(
     if not TRITON_AVAILABLE:
         raise RuntimeError(
             f"block_sparse_attention needs Triton: {TRITON_UNAVAILABLE_REASON} "
-            "Use kernels.reference_attention or kernels.blocked_attention (plain torch) instead."
+            "Use minillm_kernels.reference_attention or minillm_kernels.blocked_attention (plain torch) instead."
         )
     _check_inputs(q, k, v)
     default = default_block_size(q.shape[-1], q.dtype, q.device) if block_m is None or block_n is None else None

@@ -4,7 +4,7 @@ FlashAttention (Dao et al. 2022, arXiv 2205.14135) computes softmax(Q K^T / sqrt
 tile with an online softmax, so the (T, T) score matrix never exists in memory. The forward here
 follows the layout of Triton's fused-attention tutorial (one program per query block and
 (batch, head); scores in base 2 with exp2), and adds FlexAttention's idea: a program loops only over
-the key blocks that its mask can reach (`kernels.block_map.kv_block_ranges`), so a sink + window
+the key blocks that its mask can reach (`minillm_kernels.block_map.kv_block_ranges`), so a sink + window
 mask costs O(T * (window + n_sink)) instead of O(T^2). Inside a visited tile, `_allowed` applies
 the same rule as `minillm.masks.sink_window` element by element.
 
@@ -14,7 +14,7 @@ same key blocks as the forward. Both recompute P = exp2(S - LSE) from the saved 
 Departures from the tutorial, for teaching: plain pointer arithmetic with masked loads (any T,
 not only multiples of the block), and every visited tile is masked (no separate unmasked stage).
 
-Importing this module needs Triton; `kernels.block_sparse` imports it only when Triton is there.
+Importing this module needs Triton; `minillm_kernels.block_sparse` imports it only when Triton is there.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _kv_block_range(start_m, T, n_sink, window, BLOCK_M: tl.constexpr, BLOCK_N: 
                     CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr):  # fmt: skip
     """Key blocks for query block start_m: sinks [0, n_sink_blocks), then the band [lo, hi).
 
-    The same arithmetic as `kernels.block_map.kv_block_ranges`, which the tests check.
+    The same arithmetic as `minillm_kernels.block_map.kv_block_ranges`, which the tests check.
     """
     n_sink_blocks = 0
     lo = 0
@@ -65,7 +65,7 @@ def _kv_block_range(start_m, T, n_sink, window, BLOCK_M: tl.constexpr, BLOCK_N: 
 @triton.jit
 def _q_block_range(start_n, T, n_sink, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr):  # fmt: skip
-    """Query blocks [lo, hi) that visit key block start_n (`kernels.block_map.q_block_ranges`)."""
+    """Query blocks [lo, hi) that visit key block start_n (`minillm_kernels.block_map.q_block_ranges`)."""
     lo = 0
     hi = tl.cdiv(T, BLOCK_M)
     if CAUSAL:

@@ -38,8 +38,8 @@ try:
         except (ImportError, AttributeError, TypeError) as e:  # another Triton release's internals
             TRITON_AVAILABLE = False
             TRITON_UNAVAILABLE_REASON = (
-                f"Triton was imported before `kernels` without TRITON_INTERPRET=1 and could not be switched "
-                f"to its interpreter ({e}). Restart Python and import kernels first, or start Python with "
+                f"Triton was imported before `minillm_kernels` without TRITON_INTERPRET=1 and could not be switched "
+                f"to its interpreter ({e}). Restart Python and import minillm_kernels first, or start Python with "
                 "TRITON_INTERPRET=1 set."
             )
 except ImportError as e:  # macOS, Windows: no triton wheels

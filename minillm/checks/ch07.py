@@ -1,4 +1,5 @@
-"""Checkers for chapter 07 (the ∞-former: basis, ridge fit, closed-form read, contraction, sticky bins)."""
+"""Checkers for chapter 07 (the ∞-former: basis, ridge fit, closed-form read, contraction, sticky bins, the
+layer's read of its long-term memory)."""
 
 from __future__ import annotations
 
@@ -207,5 +208,68 @@ def check_bin_masses(masses_fn: Callable, hint: int | None = None) -> CheckResul
         atol=1e-8,
         rtol=1e-6,
         describe=lambda c: f"{len(c[0])} densities, {c[2]} bins",
+        level=hint,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 6: the layer's read of its long-term memory
+# ----------------------------------------------------------------------------------------------
+
+
+def _reference_long_term_read(q, coef, W_K, W_V, w_mu, w_sigma, basis_mu, basis_sigma, min_sigma_sq):
+    """The package's LongTermAttention with these weights (and an identity output projection): (B, H, T, D)."""
+    from ..config import ModelConfig
+    from ..infinite_former import LongTermAttention, MemoryConfig
+
+    B, H, T, D = q.shape
+    N, C = coef.shape[-2], H * D
+    sigmas = tuple(dict.fromkeys(basis_sigma.tolist()))
+    layer = LongTermAttention(
+        ModelConfig(vocab_size=4, d_model=C, n_layers=1, n_heads=H),
+        MemoryConfig(num_basis=N, sigmas=sigmas, min_sigma_sq=min_sigma_sq),
+    ).double()
+    with torch.no_grad():
+        layer.key.weight.copy_(W_K), layer.value.weight.copy_(W_V), layer.proj.weight.copy_(torch.eye(C, dtype=f64))
+        layer.to_mu.weight.copy_(w_mu[None]), layer.to_sigma_sq.weight.copy_(w_sigma[None])
+        torch.testing.assert_close(layer.basis_mu, basis_mu), torch.testing.assert_close(layer.basis_sigma, basis_sigma)
+        out, _, _ = layer(q, coef)  # (B, T, C)
+    return out.view(B, T, H, D).transpose(1, 2)
+
+
+def check_long_term_read(long_term_read: Callable, hint: int | None = None) -> CheckResult:
+    """long_term_read(q, coef, W_K, W_V, w_mu, w_sigma, basis_mu, basis_sigma, min_sigma_sq) -> (B, H, T, D),
+    what the package's LongTermAttention computes before its output projection."""
+    cases = []
+    for seed, (B, H, T, D, N, sigmas, min_sigma_sq) in enumerate(
+        [(1, 2, 3, 4, 8, (0.01, 0.05), 1e-4), (2, 4, 5, 4, 18, (0.02, 0.05, 0.1), 1e-4), (1, 2, 4, 8, 8, (0.05,), 0.3)]
+    ):
+        g = torch.Generator().manual_seed(70 + seed)
+        C = H * D
+        basis = GaussianBasis(N, sigmas)
+
+        def draw(*shape, scale=1.0, g=g):
+            return torch.randn(*shape, generator=g, dtype=f64) * scale
+
+        cases.append(
+            (draw(B, H, T, D), draw(B, N, C), draw(C, C, scale=C**-0.5), draw(C, C, scale=C**-0.5), draw(N),
+             draw(N, scale=1.0 + 3 * seed), basis.mu, basis.sigma, min_sigma_sq)
+        )  # fmt: skip
+    return run_check(
+        "long_term_read",
+        _float64("long_term_read", long_term_read),
+        _reference_long_term_read,
+        cases,
+        hints=(
+            "each of the N memory rows gives one key and one value per head, split into heads the way the queries "
+            "are (channel h * D + d is head h's dimension d); a query's N scores are scaled as in dot-product "
+            "attention; the density's centre must lie in (0, 1) and its variance must be positive and never below "
+            "min_sigma_sq; the read is the expected value of the values under the density",
+            "keys and values: the memory times the transposed matrices, viewed as (batch, N, heads, D) and with the "
+            "N and heads axes swapped; the centre is the logistic sigmoid of the scores dotted with w_mu, the "
+            "variance the softplus of the scores dotted with w_sigma, floored; r is exercise 3's closed form (the "
+            "basis widths squared); the output is r times the values",
+        ),
+        describe=lambda c: f"q {tuple(c[0].shape)}, N = {c[1].shape[-2]}, min_sigma_sq = {c[-1]:g}",
         level=hint,
     )

@@ -1,4 +1,5 @@
-"""Checkers for chapter 08 (Triton: vector add, a masked 2-D load, row softmax, online softmax, block skipping).
+"""Checkers for chapter 08 (Triton: vector add, a masked 2-D load, row softmax, online softmax, block skipping,
+the flash-attention forward loop and the block-sparse kernel with its full/partial tile split).
 
 The learner's kernels are `@triton.jit` functions. Each checker launches one on a few seeded cases
 (in Triton's interpreter on CPU tensors when there is no GPU, compiled on CUDA otherwise) and
@@ -372,5 +373,237 @@ def check_visited_blocks(
             "are in the band already, or lie past the diagonal block m, where query block m sees nothing)",
         ),
         describe=lambda c: f"T={c[0]}, block={c[1]}, n_sink={c[2]}, window={c[3]}",
+        level=hint,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercises 8 and 9: the flash-attention forward loop, then the block-sparse kernel
+# ----------------------------------------------------------------------------------------------
+
+FLASH_BLOCK, FLASH_D = 16, 16  # tl.dot's smallest tile is 16 x 16: the smallest shapes a kernel can use
+
+# What a block-sparse kernel records for the tile (query block m, key block n): not visited, visited
+# without a mask (every pair of the tile is allowed), visited with the mask applied.
+SKIPPED, FULL, PARTIAL = 0, 1, 2
+
+
+def tile_kinds(T: int, block: int, n_sink: int, window: int | None = None) -> torch.Tensor:
+    """(M, M) int, M = ceil(T / block): SKIPPED, FULL or PARTIAL for each tile under mask_mod_for(n_sink, window).
+
+    Decided on the padded grid: a key past T is never allowed (a tile holding one is partial), and the
+    padding queries of the last block count like real ones (their rows are computed, never stored).
+    """
+    M = _cdiv(T, block)
+    q_idx, kv_idx = torch.arange(M * block)[:, None], torch.arange(M * block)[None, :]
+    zero = torch.zeros((), dtype=torch.long)
+    allowed = mask_mod_for(n_sink, window)(zero, zero, q_idx, kv_idx) & (kv_idx < T)  # (M*block, M*block)
+    tiles = allowed.view(M, block, M, block).permute(0, 2, 1, 3).reshape(M, M, block * block)
+    kinds = torch.full((M, M), SKIPPED, dtype=torch.int32)
+    kinds[tiles.any(-1)] = PARTIAL
+    kinds[tiles.all(-1)] = FULL
+    return kinds
+
+
+def flex_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_sink: int = 0, window: int | None = None):
+    """FlexAttention (eager, on the CPU) under mask_mod_for(n_sink, window), with its block mask of 16 x 16 tiles."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    T = q.shape[-2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "flex_attention called without torch.compile()": expected, tiny shapes
+        block_mask = create_block_mask(mask_mod_for(n_sink, window), None, None, T, T, device="cpu", BLOCK_SIZE=16)
+        return flex_attention(q.cpu(), k.cpu(), v.cpu(), block_mask=block_mask)
+
+
+def _flash_out(q: torch.Tensor, device: str):
+    """(buffer, out): out (B, H, T, D) at the start of a marked buffer with BLOCK rows of room after it."""
+    B, H, T, D = q.shape
+    buffer = torch.full((B * H * T * D + 4 * FLASH_BLOCK * D,), _UNWRITTEN, dtype=torch.int32, device=device)
+    buffer = buffer.view(torch.float32)
+    return buffer, buffer[: B * H * T * D].view(B, H, T, D)
+
+
+def _check_out_written(buffer: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    past = ~_unwritten(buffer[out.numel() :])
+    if past.any():
+        raise CheckFailed(
+            f"the kernel wrote {_count(int(past.sum()), 'value')} past the end of Out (rows at or past T of the last "
+            "query block): mask the output's tl.store with the query index < T"
+        )
+    unwritten = _unwritten(out)
+    if unwritten.any():
+        first = tuple(unwritten.nonzero()[0].tolist())
+        raise CheckFailed(
+            f"Out has {_count(int(unwritten.sum()), 'entry')} the kernel never wrote, the first at (b, h, t, d) = "
+            f"{first}: every query row < T must be stored (Out + bh * T * D + row * D + d)"
+        )
+    return out.cpu()
+
+
+def launch_flash(flash_kernel, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention by the learner's flash_kernel(Q, K, V, Out, T, scale, BLOCK, D), one program per
+    (query block, batch * head); q, k, v (B, H, T, D) float32 -> (B, H, T, D) on the CPU."""
+    device = _device()
+    B, H, T, D = q.shape
+    q, k, v = (x.to(device).contiguous() for x in (q, k, v))
+    buffer, out = _flash_out(q, device)
+    _launch(flash_kernel, (_cdiv(T, FLASH_BLOCK), B * H), q, k, v, out, T, D**-0.5, BLOCK=FLASH_BLOCK, D=D)
+    return _check_out_written(buffer, out)
+
+
+def launch_block_sparse(block_sparse_kernel, q, k, v, n_sink: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, record): the learner's block_sparse_kernel(Q, K, V, Out, Record, T, n_sink, window, scale, BLOCK, D)
+    on q, k, v (B, H, T, D) float32, and what it recorded for each tile, (M, M) int32 (SKIPPED, FULL, PARTIAL)."""
+    device = _device()
+    B, H, T, D = q.shape
+    M = _cdiv(T, FLASH_BLOCK)
+    q, k, v = (x.to(device).contiguous() for x in (q, k, v))
+    buffer, out = _flash_out(q, device)
+    records = torch.zeros(5 * M * M, dtype=torch.int32, device=device)  # room on both sides for a stray record
+    record = records[2 * M * M : 3 * M * M].view(M, M)
+    grid = (M, B * H)
+    _launch(block_sparse_kernel, grid, q, k, v, out, record, T, n_sink, window, D**-0.5, BLOCK=FLASH_BLOCK, D=D)
+    if records[: 2 * M * M].any() or records[3 * M * M :].any():
+        raise CheckFailed(
+            f"the kernel stored into memory around Record, not in it: Record is ({M}, {M}), M = cdiv(T, BLOCK), and "
+            "the entry of tile (query block m, key block n) is at Record + m * M + n"
+        )
+    return _check_out_written(buffer, out), record.cpu()
+
+
+def _compare_with_flex(got: torch.Tensor, q, k, v, n_sink: int, window: int | None) -> None:
+    """CheckFailed when got differs from FlexAttention's output on the same inputs and mask."""
+    flex = flex_reference(q, k, v, n_sink, window)
+    if got.isnan().any():
+        t = int(got.isnan().nonzero()[0][2])
+        raise CheckFailed(
+            f"the output has NaN, the first in query row {t}: a row whose running max is still -inf after a tile "
+            "(no allowed key yet) gives exp(-inf - (-inf)) = NaN, or the kernel read a NaN it should have skipped"
+        )
+    if not torch.allclose(got, flex, atol=1e-4, rtol=1e-4):
+        t = int(((got - flex).abs() > 1e-4).any(-1).nonzero()[0][2])
+        raise CheckFailed(
+            f"the output differs from FlexAttention's (and from the reference) by up to "
+            f"{(got - flex).abs().max().item():.3g}, the first in query row {t} (query block {t // FLASH_BLOCK})"
+        )
+
+
+def check_flash_kernel(flash_kernel, hint: int | None = None) -> CheckResult:
+    """flash_kernel(Q, K, V, Out, T, scale, BLOCK, D) -> causal attention, one program per (query block, b * h)."""
+    if not minillm_kernels.TRITON_AVAILABLE:
+        return _skipped("flash_kernel")
+
+    def student(q, k, v):
+        got = launch_flash(flash_kernel, q, k, v)
+        _compare_with_flex(got, q, k, v, 0, None)
+        return got
+
+    g = torch.Generator().manual_seed(8)
+    cases = [tuple(torch.randn(3, 1, 2, T, FLASH_D, generator=g).unbind(0)) for T in (16, 64, 50)]
+    rising = (torch.arange(48.0) / 2)[None, None, :, None] * torch.ones(1, 1, 48, FLASH_D)  # scores grow key by key
+    cases.append((rising, rising, torch.randn(1, 1, 48, FLASH_D, generator=g)))
+    return run_check(
+        "flash_kernel",
+        student,
+        lambda q, k, v: minillm_kernels.reference_attention(q, k, v),
+        cases,
+        hints=(
+            "each program owns BLOCK queries of one (batch, head) and must see every key up to its own last query, "
+            "one key tile at a time; a row's weights are only known at the end, so the running max, the running sum "
+            "and the running output must all be re-expressed whenever a tile raises the max; keys after a query, "
+            "and keys at or past T, get weight 0",
+            "load the query tile once; loop over key blocks from 0 to the diagonal block; per tile: scores by tl.dot "
+            "times scale, -inf where the key is after the query or past T, the new max, the factor exp(old max - "
+            "new max) that multiplies both the old sum and the old output, then add this tile's exponentials and "
+            "their product with the value tile; store output / sum for the rows below T",
+        ),
+        atol=1e-4,
+        rtol=1e-4,
+        describe=lambda c: f"q, k, v {tuple(c[0].shape)}, BLOCK = {FLASH_BLOCK}",
+        level=hint,
+    )
+
+
+def _tiles(kinds: torch.Tensor, which: torch.Tensor) -> str:
+    tiles = [tuple(t) for t in which.nonzero().tolist()]
+    shown = ", ".join(f"({m}, {n})" for m, n in tiles[:4]) + (", ..." if len(tiles) > 4 else "")
+    return f"{_count(len(tiles), 'tile')} (query block, key block) = {shown}"
+
+
+def check_block_sparse_kernel(block_sparse_kernel, hint: int | None = None) -> CheckResult:
+    """block_sparse_kernel(Q, K, V, Out, Record, T, n_sink, window, scale, BLOCK, D) -> sink + window attention.
+
+    Besides the output, three things are checked: the kernel's own record of each tile (visited without a
+    mask, visited with one) against tile_kinds; and, by filling the values of the key blocks that the last
+    query block must skip with NaN, that it never reads them (a read tile poisons its row even at weight 0).
+    """
+    if not minillm_kernels.TRITON_AVAILABLE:
+        return _skipped("block_sparse_kernel")
+
+    def student(q, k, v, n_sink, window):
+        T = q.shape[2]
+        got, record = launch_block_sparse(block_sparse_kernel, q, k, v, n_sink, window)
+        kinds = tile_kinds(T, FLASH_BLOCK, n_sink, window)
+        if not record.any():
+            raise CheckFailed(
+                "Record is all 0: store 1 (visited, no mask) or 2 (visited, masked) at Record + m * M + n for each "
+                "tile (query block m, key block n) that the program visits, M = cdiv(T, BLOCK)"
+            )
+        if ((record < 0) | (record > 2)).any():
+            raise CheckFailed(f"Record holds {sorted(set(record.flatten().tolist()))}: only 0, 1 and 2 are defined")
+        problems = [
+            (kinds.eq(SKIPPED) & record.ne(SKIPPED), "holding no allowed pair were visited (wasted work)"),
+            (kinds.ne(SKIPPED) & record.eq(SKIPPED), "holding allowed pairs were never visited (wrong output)"),
+            (kinds.eq(PARTIAL) & record.eq(FULL), "were visited without the mask, but some of their pairs are not "
+             "allowed: a partial tile needs its mask"),
+            (kinds.eq(FULL) & record.eq(PARTIAL), "were masked, but every pair in them is allowed: a full tile "
+             "needs no mask (that is the point of the split)"),
+        ]  # fmt: skip
+        for which, what in problems:
+            if which.any():
+                raise CheckFailed(f"your Record says {_tiles(kinds, which)} {what}")
+        _compare_with_flex(got, q, k, v, n_sink, window)
+        # Poison the key blocks that the last query block must skip; its rows must stay finite and right.
+        last = kinds.shape[0] - 1
+        skipped = kinds[last].eq(SKIPPED).nonzero().flatten().tolist()
+        if skipped:
+            poisoned = v.clone()
+            for n in skipped:
+                poisoned[:, :, n * FLASH_BLOCK : (n + 1) * FLASH_BLOCK] = float("nan")
+            rows = slice(last * FLASH_BLOCK, T)
+            out, _ = launch_block_sparse(block_sparse_kernel, q, k, poisoned, n_sink, window)
+            if out[:, :, rows].isnan().any():
+                raise CheckFailed(
+                    f"with the values of key blocks {skipped} set to NaN, query block {last}'s output has NaN: the "
+                    "kernel read tiles it must skip (your Record does not say so: record every tile you load)"
+                )
+        return got
+
+    g = torch.Generator().manual_seed(9)
+    # (H, T, n_sink, window): a row with no key in its first tile, T not a multiple of 16, a sink block that is
+    # all sinks (full), full tiles in the band, sinks spanning two blocks
+    configs = [(2, 64, 0, 5), (1, 100, 4, 20), (1, 64, 16, 40), (1, 80, 4, 50), (1, 112, 20, 8)]
+    cases = [
+        (*torch.randn(3, 1, H, T, FLASH_D, generator=g).unbind(0), n_sink, window) for H, T, n_sink, window in configs
+    ]
+    return run_check(
+        "block_sparse_kernel",
+        student,
+        lambda q, k, v, n_sink, window: minillm_kernels.reference_attention(q, k, v, n_sink=n_sink, window=window),
+        cases,
+        hints=(
+            "a program visits only the key tiles holding at least one pair the mask allows (the sink tiles left of "
+            "the band, then the band up to the diagonal), and records each; inside a visited tile the mask is "
+            "needed only when some pair of the tile is not allowed: decide that from the tile's corners, before "
+            "building any mask",
+            "a tile is full when its last key is not after its first query, and every key of it that is not a sink "
+            "is within the window of its last query (the oldest non-sink key decides); query i sees key j when "
+            "j <= i and (j < n_sink or i - j <= window); a row may still have no allowed key after its first tile, "
+            "so subtract 0 instead of a max that is still -inf",
+        ),
+        atol=1e-4,
+        rtol=1e-4,
+        describe=lambda c: f"T = {c[0].shape[2]}, n_sink = {c[3]}, window = {c[4]}, BLOCK = {FLASH_BLOCK}",
         level=hint,
     )

@@ -181,9 +181,13 @@ class Hub:
             detail = e.read().decode()[:2000] if isinstance(e, urllib.error.HTTPError) else ""
             raise RuntimeError(f"{method} {path}: {e} {detail}\n{self.tail()}") from None
 
-    def start_server(self, user: str) -> None:
-        self.api("POST", f"/hub/api/users/{user}/server")
-        self._wait(lambda: self.api("GET", f"/hub/api/users/{user}")["servers"].get("", {}).get("ready"), 120, user)
+    def start_servers(self, users: list[str]) -> None:
+        """Ask for every server at once (they start in parallel), then wait until each is ready."""
+        for user in users:
+            self.api("POST", f"/hub/api/users/{user}/server")
+        for user in users:
+            ready = lambda user=user: self.api("GET", f"/hub/api/users/{user}")["servers"].get("", {}).get("ready")  # noqa: E731
+            self._wait(ready, 120, f"{user}'s server")
 
     def kernel(self, user: str) -> str:
         return self.api("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
@@ -316,12 +320,17 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         "PATH": f"{BIN}:/usr/bin:/bin",
         "MINILLM_THREADS": "1",
     }
+
+    def done(step: str) -> None:  # where the time goes (shown with pytest -s)
+        print(f"[hub test] {time.monotonic() - start:4.0f} s  {step}", flush=True)
+
     hub = Hub(base, users, env)
+    done("hub up")
     try:
-        for user in users.values():
-            hub.start_server(user)
+        hub.start_servers(list(users.values()))
         kernels = {user: hub.kernel(user) for user in users.values()}
         teacher = kernels[instructor]
+        done("three servers and kernels")
 
         # 1. The instructor fills the shared cache with the README's command.
         fetch = f"python -m minillm.pretrained fetch {MODEL} --dir {shared}"
@@ -329,6 +338,7 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
                       "capture_output=True, text=True, check=True).stdout)", timeout=600)  # fmt: skip
         assert f"export MINILLM_CACHE={shared}" in out, out
         assert MODEL in FETCHED
+        done("shared cache filled")
 
         # 2. Students load SmolLM2 from it without write access; student 1 runs chapter 02's practice notebook.
         load = (
@@ -339,9 +349,11 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         for student in (student1, student2):
             writable, n_params = hub.run(student, kernels[student], load).split()
             assert writable == "False" and int(n_params) == 134_515_008, (writable, n_params)
+        done("both students loaded SmolLM2")
         practice = nbformat.read(ROOT / "exercises" / f"{ASSIGNMENT}.ipynb", as_version=4)
         outputs = [hub.run(student1, kernels[student1], c.source) for c in practice.cells if c.cell_type == "code"]
         assert "not implemented yet" in "".join(outputs)  # the untouched exercise's checks say so, and nothing raised
+        done("practice notebook 02 run")
 
         # 3. Release, fetch, fill in, submit, collect, autograde: through the exchange, as each user.
         hub.run(instructor, teacher, "import os; os.chdir(os.path.expanduser('~'))")
@@ -360,6 +372,7 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
             filled = _submission(release, source, wrong)
             hub.api("PUT", path, {"type": "notebook", "format": "json", "content": filled})  # what Save does
             hub.run(student, kernels[student], _nbgrader("submit", ASSIGNMENT))
+        done("released, fetched, filled in, submitted")
         hub.run(instructor, teacher, _nbgrader("collect", ASSIGNMENT))
         hub.run(instructor, teacher, _nbgrader("autograde", ASSIGNMENT), timeout=600)
         scores = hub.run(
@@ -371,6 +384,7 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
             "    print(json.dumps({s.student.id: [s.score, s.max_score] for s in graded}))",
         )
         assert json.loads(scores) == {student1: [4.0, 4.0], student2: [3.0, 4.0]}
+        done("collected and autograded")
 
         for user in users.values():
             hub.api("DELETE", f"/hub/api/users/{user}/server")
@@ -378,4 +392,4 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         hub.stop()
     proxy_pid = (base / "proxy.pid").read_text().strip() if (base / "proxy.pid").exists() else None
     assert proxy_pid is None or not Path(f"/proc/{proxy_pid}").exists(), "the proxy outlived the hub"
-    print(f"hub test: {time.monotonic() - start:.0f} s")
+    done("hub stopped, nothing left running")

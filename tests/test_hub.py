@@ -5,7 +5,7 @@ The test creates three system users, starts JupyterHub on 127.0.0.1 (LocalProces
 user's server runs as that user, from this Python environment) and then, as a class would:
 
 1. the instructor fills the shared model cache with the documented command, in their own kernel;
-2. both students load SmolLM2 from it (no write access) and student 1 runs chapter 02's practice
+2. student 2 loads SmolLM2 from it (no write access) and student 1 runs chapter 02's practice
    notebook, cell by cell, in their kernel;
 3. the instructor generates and releases chapter 02 through the exchange; each student fetches
    it, fills it in through the server's contents API (one correctly, one with a wrong answer)
@@ -340,16 +340,15 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         assert MODEL in FETCHED
         done("shared cache filled")
 
-        # 2. Students load SmolLM2 from it without write access; student 1 runs chapter 02's practice notebook.
+        # 2. A student loads SmolLM2 from it without write access; another runs chapter 02's practice notebook.
         load = (
             "import os\nfrom minillm.pretrained import load_pretrained\n"
             f"print(os.access({str(shared)!r}, os.W_OK))\nmodel = load_pretrained({MODEL!r})\n"
             "print(sum(p.numel() for p in model.parameters()))"
         )
-        for student in (student1, student2):
-            writable, n_params = hub.run(student, kernels[student], load).split()
-            assert writable == "False" and int(n_params) == 134_515_008, (writable, n_params)
-        done("both students loaded SmolLM2")
+        writable, n_params = hub.run(student2, kernels[student2], load).split()  # one student: ~15 s each
+        assert writable == "False" and int(n_params) == 134_515_008, (writable, n_params)
+        done("a student loaded SmolLM2")
         practice = nbformat.read(ROOT / "exercises" / f"{ASSIGNMENT}.ipynb", as_version=4)
         outputs = [hub.run(student1, kernels[student1], c.source) for c in practice.cells if c.cell_type == "code"]
         assert "not implemented yet" in "".join(outputs)  # the untouched exercise's checks say so, and nothing raised

@@ -99,25 +99,44 @@ def hide_predictions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of process `pid` in MB; None where /proc does not say (not Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
-    """Run a notebook top to bottom in its own folder, write it back and record its time; returns seconds."""
+    """Run a notebook top to bottom in its own folder, write it back and record its time (and the
+    kernel's peak resident memory); returns seconds."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    start = time.time()
-    NotebookClient(
+    peak: list[float | None] = [None]
+
+    def after_cell(**_) -> None:  # VmHWM only grows: read after the last cell, it is the run's peak
+        peak[0] = peak_rss_mb(client.km.provisioner.pid)
+
+    client = NotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,  # no timestamps in the committed notebooks: diffs show what changed
         resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+        on_cell_executed=after_cell,
+    )
+    start = time.time()
+    client.execute()
     seconds = time.time() - start
     if path.parent.name == "exercises":
         hide_predictions(nb)  # the learner's answers: computed, so the cells work, but not shipped
     if write:
         nbformat.write(nb, path)
-        record_run_time(path, seconds)
+        record_run_time(path, seconds, peak[0])
     return seconds
 
 
@@ -130,8 +149,9 @@ def load_run_times() -> dict:
     return json.loads(RUN_TIMES.read_text()) if RUN_TIMES.exists() else {"notebooks": {}}
 
 
-def record_run_time(path: Path, seconds: float) -> None:
-    """Store one notebook's measured time, then rewrite every sentence that quotes it."""
+def record_run_time(path: Path, seconds: float, peak_mb: float | None = None) -> None:
+    """Store one notebook's measured time (and its kernel's peak resident memory, where measured),
+    then rewrite every sentence that quotes the time."""
     import torch
 
     from .notebook import thread_count
@@ -139,6 +159,7 @@ def record_run_time(path: Path, seconds: float) -> None:
     times = load_run_times()
     times["notebooks"][_key(path)] = {
         "seconds": round(seconds, 1),
+        **({"peak_rss_mb": round(peak_mb)} if peak_mb is not None else {}),
         "threads": thread_count(),
         "cpu_cores": os.cpu_count(),
         "torch": torch.__version__.split("+")[0],

@@ -1,0 +1,394 @@
+"""A class on a real JupyterHub: one instructor, two students, the shared model cache and nbgrader's
+exchange, driven end to end through the hub's REST API and the users' own servers.
+
+The test creates three system users, starts JupyterHub on 127.0.0.1 (LocalProcessSpawner: each
+user's server runs as that user, from this Python environment) and then, as a class would:
+
+1. the instructor fills the shared model cache with the documented command, in their own kernel;
+2. student 2 loads SmolLM2 from it (no write access) and student 1 runs chapter 02's practice
+   notebook, cell by cell, in their kernel;
+3. the instructor generates and releases chapter 02 through the exchange; each student fetches
+   it, fills it in through the server's contents API (one correctly, one with a wrong answer)
+   and submits; the instructor collects and autogrades: 4/4 and 3/4, exactly;
+4. the hub is stopped, and no process of the three users, nor the proxy, is left (asserted);
+   the users and their homes are removed.
+
+It needs root (to create users and let the hub switch to them), `useradd`/`userdel`,
+jupyterhub and nbgrader (the `[instructor]` extra), `configurable-http-proxy` on PATH (npm; see
+`.ci/hub-setup`) and an environment other users can read; it skips, saying which is missing,
+anywhere else. Every step is also the README's deployment guide, tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minillm.course import ROOT
+from minillm.pretrained import FETCHED, cache_dir
+
+ASSIGNMENT = "02_window_attention"
+COURSE_ID = "long-context-from-scratch"  # minillm.nbgrader_course's CONFIG
+MODEL = "smollm2-135m"
+BIN = Path(sys.executable).parent  # jupyterhub-singleuser, nbgrader and alembic live beside this Python
+PROBE = "import jupyterhub, nbgrader, minillm, torch"
+
+
+def _become_nobody() -> None:
+    os.setgid(65534)
+    os.setgroups([])
+    os.setuid(65534)
+
+
+def _why_not() -> str | None:
+    """The reason this machine cannot run the hub test, or None."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "needs Linux and root: it creates system users and the hub switches to them"
+    for tool in ("useradd", "userdel", "pkill", "configurable-http-proxy"):
+        if shutil.which(tool) is None:
+            hint = " (npm install -g configurable-http-proxy; see .ci/hub-setup)" if "proxy" in tool else ""
+            return f"{tool} is not on PATH{hint}"
+    for module in ("jupyterhub", "nbgrader"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[instructor]')"
+    if not (BIN / "jupyterhub-singleuser").exists():
+        return f"no jupyterhub-singleuser beside {sys.executable}"
+    # As the hub's spawner does: drop to another user in Python, then exec (setpriv would exec first
+    # and succeed where the spawner fails: the path lookup would still have root's capabilities).
+    try:
+        probe = subprocess.run(
+            [str(BIN / "python"), "-c", PROBE],
+            env={"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+            preexec_fn=_become_nobody,
+            capture_output=True,
+            text=True,
+        )
+        error = probe.stderr.strip()[-200:] if probe.returncode else None
+    except OSError as e:  # the interpreter itself is out of reach, e.g. under root's private home
+        error = str(e)
+    if error:
+        return (
+            f"other users cannot run {BIN / 'python'} with the course ({error}): install it where they "
+            "can (README: deploying on JupyterHub), or run .ci/hub-setup"
+        )
+    return None
+
+
+REASON = _why_not()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"hub test: {REASON}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hub:
+    """A JupyterHub for the test's users, and the calls the test makes through it."""
+
+    def __init__(self, base: Path, users: dict[str, str], env: dict[str, str]) -> None:
+        self.base, self.users, self.token = base, users, secrets.token_hex(32)
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        config = base / "jupyterhub_config.py"
+        config.write_text(
+            textwrap.dedent(f"""
+            c = get_config()  # noqa: F821
+            c.JupyterHub.bind_url = {self.url!r}
+            c.JupyterHub.hub_ip = "127.0.0.1"
+            c.JupyterHub.hub_port = {_free_port()}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{_free_port()}"
+            c.ConfigurableHTTPProxy.pid_file = {str(base / "proxy.pid")!r}
+            c.JupyterHub.db_url = "sqlite:///{base / "hub.sqlite"}"
+            c.JupyterHub.cookie_secret_file = {str(base / "cookie_secret")!r}
+            c.JupyterHub.pid_file = {str(base / "hub.pid")!r}
+            c.JupyterHub.authenticator_class = "dummy"
+            c.DummyAuthenticator.password = {secrets.token_hex(16)!r}  # nobody logs in: the test uses the API
+            c.Authenticator.allowed_users = {set(users.values())!r}
+            c.Authenticator.admin_users = {{{users["instructor"]!r}}}
+            c.JupyterHub.services = [{{"name": "course-test", "api_token": {self.token!r}}}]
+            c.JupyterHub.load_roles = [{{
+                "name": "course-test",
+                "scopes": ["admin:users", "admin:servers", "access:servers"],
+                "services": ["course-test"],
+            }}]
+            c.Spawner.cmd = [{str(BIN / "jupyterhub-singleuser")!r}]
+            c.Spawner.environment = {env!r}
+            c.Spawner.start_timeout = 120
+            c.Spawner.http_timeout = 120
+            c.JupyterHub.cleanup_servers = True  # stopping the hub stops every server
+            """)
+        )
+        path = f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        self.log = open(base / "hub.log", "w")
+        self.process = subprocess.Popen(
+            [str(BIN / "jupyterhub"), "-f", str(config)],
+            cwd=base,
+            env={**os.environ, "PATH": path},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait(lambda: self.api("GET", "/hub/api/", quiet=True) is not None, 60, "the hub to answer")
+
+    def _wait(self, ready, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the hub exited while waiting for {what}:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"waited {timeout} s for {what}:\n{self.tail()}")
+
+    def tail(self) -> str:
+        self.log.flush()
+        return (self.base / "hub.log").read_text()[-4000:]
+
+    def api(self, method: str, path: str, body: dict | None = None, quiet: bool = False):
+        """A request to the hub or, with /user/NAME/..., to a user's server (through the proxy)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Authorization", f"token {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                text = response.read().decode()
+                return json.loads(text) if text else {}
+        except (urllib.error.URLError, ConnectionError) as e:
+            if quiet:
+                return None
+            detail = e.read().decode()[:2000] if isinstance(e, urllib.error.HTTPError) else ""
+            raise RuntimeError(f"{method} {path}: {e} {detail}\n{self.tail()}") from None
+
+    def start_servers(self, users: list[str]) -> None:
+        """Ask for every server at once (they start in parallel), then wait until each is ready."""
+        for user in users:
+            self.api("POST", f"/hub/api/users/{user}/server")
+        for user in users:
+            ready = lambda user=user: self.api("GET", f"/hub/api/users/{user}")["servers"].get("", {}).get("ready")  # noqa: E731
+            self._wait(ready, 120, f"{user}'s server")
+
+    def kernel(self, user: str) -> str:
+        return self.api("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
+
+    def run(self, user: str, kernel: str, code: str, timeout: float = 300) -> str:
+        """Execute `code` in the user's kernel; its printed output, or RuntimeError with the traceback."""
+        ws = self.url.replace("http", "ws", 1) + f"/user/{user}/api/kernels/{kernel}/channels"
+        return asyncio.run(_execute(ws, self.token, code, timeout))
+
+    def stop(self) -> None:
+        """SIGTERM: the hub stops every server (cleanup_servers) and its proxy, then exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.log.close()
+
+
+async def _execute(url: str, token: str, code: str, timeout: float) -> str:
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    connection = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
+    msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
+    header = {"msg_id": msg_id, "session": session, "username": "test", "msg_type": "execute_request"}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    message = {"header": {**header, "version": "5.3"}, "parent_header": {}, "metadata": {}, "content": content}
+    await connection.write_message(json.dumps({**message, "channel": "shell", "buffers": []}))
+    printed, error, replied, idle = [], None, False, False
+    deadline = time.monotonic() + timeout
+    while not (replied and idle):
+        raw = await asyncio.wait_for(connection.read_message(), max(1.0, deadline - time.monotonic()))
+        if raw is None:
+            raise RuntimeError("the kernel's websocket closed")
+        reply = json.loads(raw)
+        if reply.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = reply["msg_type"]
+        if kind == "stream":
+            printed.append(reply["content"]["text"])
+        elif kind == "error":
+            error = "\n".join(reply["content"]["traceback"])
+        elif kind == "execute_reply":
+            replied = True
+        elif kind == "status" and reply["content"]["execution_state"] == "idle":
+            idle = True
+    connection.close()
+    if error is not None:
+        raise RuntimeError(f"the cell raised:\n{error}\n--- it printed:\n{''.join(printed)[-3000:]}")
+    return "".join(printed)
+
+
+def _nbgrader(*args: str) -> str:
+    """Python for a user's kernel: run nbgrader in the kernel's folder, print its output, fail loudly."""
+    return textwrap.dedent(f"""
+        import subprocess, sys
+        done = subprocess.run([sys.executable, "-m", "nbgrader", *{list(args)!r}], capture_output=True, text=True)
+        print(done.stdout + done.stderr)
+        assert done.returncode == 0, "nbgrader {" ".join(args)} failed"
+        """)
+
+
+def _processes_of(uids: set[int]) -> list[str]:
+    """`pid command` of every live process owned by one of `uids`."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue  # it exited while we looked
+        if int(fields["Uid"].split()[1]) in uids:
+            found.append(f"{status.parent.name} {fields['Name'].strip()}")
+    return found
+
+
+@pytest.fixture
+def classroom():
+    """Three system users with homes under a temporary folder, removed (and checked gone) after."""
+    base = Path(tempfile.mkdtemp(prefix="minillm-hub-"))
+    os.chmod(base, 0o755)
+    tag = f"{os.getpid() % 100000}"
+    users = {"instructor": f"mlhub{tag}i", "student1": f"mlhub{tag}a", "student2": f"mlhub{tag}b"}
+    (base / "home").mkdir(mode=0o755)
+    created = []
+    try:
+        for name in users.values():
+            home = base / "home" / name
+            subprocess.run(["useradd", "-m", "-d", str(home), "-s", "/bin/bash", name], check=True, capture_output=True)
+            created.append(name)
+        yield base, users
+    finally:
+        uids = {int(subprocess.run(["id", "-u", n], capture_output=True, text=True).stdout) for n in created}
+        deadline = time.monotonic() + 20  # a kernel told to shut down may take a moment to exit
+        while (left := _processes_of(uids)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for name in created:
+            subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)  # only if the test failed
+            subprocess.run(["userdel", "-r", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left, f"processes of the test's users outlived the hub: {left}"
+
+
+def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(classroom):
+    from test_nbgrader import WRONG, _submission  # the same correct and wrong answers as the nbgrader test
+
+    start = time.monotonic()
+    base, users = classroom
+    instructor, student1, student2 = users["instructor"], users["student1"], users["student2"]
+    exchange, shared, etc = base / "exchange", base / "models", base / "etc-jupyter"
+    exchange.mkdir(mode=0o777)
+    os.chmod(exchange, 0o1777)  # nbgrader's exchange: everyone writes, the sticky bit keeps files apart
+    shared.mkdir()
+    shutil.chown(shared, instructor)
+    gguf = cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if gguf.exists():  # saves a 100 MB download: fetch checks its sha256 and converts from it
+        shutil.copy(gguf, shared / gguf.name)
+        shutil.chown(shared / gguf.name, instructor)
+    etc.mkdir(mode=0o755)
+    (etc / "nbgrader_config.py").write_text(
+        f"c = get_config()  # noqa: F821\nc.Exchange.root = {str(exchange)!r}\n"
+        f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
+    )
+    env = {
+        "MINILLM_CACHE": str(shared),  # the guide's one line for students
+        "JUPYTER_CONFIG_PATH": str(etc),  # the exchange, as /etc/jupyter/nbgrader_config.py would say
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "MINILLM_THREADS": "1",
+    }
+
+    def done(step: str) -> None:  # where the time goes (shown with pytest -s)
+        print(f"[hub test] {time.monotonic() - start:4.0f} s  {step}", flush=True)
+
+    hub = Hub(base, users, env)
+    done("hub up")
+    try:
+        hub.start_servers(list(users.values()))
+        kernels = {user: hub.kernel(user) for user in users.values()}
+        teacher = kernels[instructor]
+        done("three servers and kernels")
+
+        # 1. The instructor fills the shared cache with the README's command.
+        fetch = f"python -m minillm.pretrained fetch {MODEL} --dir {shared}"
+        out = hub.run(instructor, teacher, f"import subprocess; print(subprocess.run({fetch!r}.split(), "
+                      "capture_output=True, text=True, check=True).stdout)", timeout=600)  # fmt: skip
+        assert f"export MINILLM_CACHE={shared}" in out, out
+        assert MODEL in FETCHED
+        done("shared cache filled")
+
+        # 2. A student loads SmolLM2 from it without write access; another runs chapter 02's practice notebook.
+        load = (
+            "import os\nfrom minillm.pretrained import load_pretrained\n"
+            f"print(os.access({str(shared)!r}, os.W_OK))\nmodel = load_pretrained({MODEL!r})\n"
+            "print(sum(p.numel() for p in model.parameters()))"
+        )
+        writable, n_params = hub.run(student2, kernels[student2], load).split()  # one student: ~15 s each
+        assert writable == "False" and int(n_params) == 134_515_008, (writable, n_params)
+        done("a student loaded SmolLM2")
+        practice = nbformat.read(ROOT / "exercises" / f"{ASSIGNMENT}.ipynb", as_version=4)
+        outputs = [hub.run(student1, kernels[student1], c.source) for c in practice.cells if c.cell_type == "code"]
+        assert "not implemented yet" in "".join(outputs)  # the untouched exercise's checks say so, and nothing raised
+        done("practice notebook 02 run")
+
+        # 3. Release, fetch, fill in, submit, collect, autograde: through the exchange, as each user.
+        hub.run(instructor, teacher, "import os; os.chdir(os.path.expanduser('~'))")
+        hub.run(instructor, teacher, f"from minillm.nbgrader_course import make_course; make_course({'classroom'!r})")
+        hub.run(instructor, teacher, "os.chdir('classroom')")
+        hub.run(instructor, teacher, _nbgrader("generate_assignment", ASSIGNMENT))
+        hub.run(instructor, teacher, _nbgrader("release_assignment", ASSIGNMENT))
+        source = nbformat.read(
+            base / "home" / instructor / "classroom" / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4
+        )
+        answers = {student1: {}, student2: {"answer_keep": WRONG[ASSIGNMENT]["answer_keep"]}}
+        for student, wrong in answers.items():
+            hub.run(student, kernels[student], _nbgrader("fetch_assignment", ASSIGNMENT))
+            path = f"/user/{student}/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
+            release = nbformat.from_dict(hub.api("GET", path)["content"])
+            filled = _submission(release, source, wrong)
+            hub.api("PUT", path, {"type": "notebook", "format": "json", "content": filled})  # what Save does
+            hub.run(student, kernels[student], _nbgrader("submit", ASSIGNMENT))
+        done("released, fetched, filled in, submitted")
+        hub.run(instructor, teacher, _nbgrader("collect", ASSIGNMENT))
+        hub.run(instructor, teacher, _nbgrader("autograde", ASSIGNMENT), timeout=600)
+        scores = hub.run(
+            instructor,
+            teacher,
+            "import json\nfrom nbgrader.api import Gradebook\n"
+            "with Gradebook('sqlite:///gradebook.db') as gb:\n"
+            f"    graded = gb.assignment_submissions({ASSIGNMENT!r})\n"
+            "    print(json.dumps({s.student.id: [s.score, s.max_score] for s in graded}))",
+        )
+        assert json.loads(scores) == {student1: [4.0, 4.0], student2: [3.0, 4.0]}
+        done("collected and autograded")
+
+        for user in users.values():
+            hub.api("DELETE", f"/hub/api/users/{user}/server")
+    finally:
+        hub.stop()
+    proxy_pid = (base / "proxy.pid").read_text().strip() if (base / "proxy.pid").exists() else None
+    assert proxy_pid is None or not Path(f"/proc/{proxy_pid}").exists(), "the proxy outlived the hub"
+    done("hub stopped, nothing left running")

@@ -1,0 +1,38 @@
+"""`python -m minillm.course run` records each notebook's peak resident memory beside its run time
+(the kernel's VmHWM), so an instructor can size a hub's per-user memory from run_times.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import minillm.course as course
+
+PEAKS = {k: v["peak_rss_mb"] for k, v in course.load_run_times()["notebooks"].items() if "peak_rss_mb" in v}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory comes from Linux's /proc")
+def test_a_run_records_the_kernels_peak_not_its_final_memory(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    path = tmp_path / "notebooks" / "01_x.ipynb"
+    cells = [nbformat.v4.new_code_cell("block = b'x' * (400 << 20)\ndel block"), nbformat.v4.new_code_cell("1 + 1")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    (tmp_path / "README.md").write_text("no table\n")
+    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.setattr(course, "README", tmp_path / "README.md")
+    monkeypatch.setattr(course, "RUN_TIMES", tmp_path / "notebooks" / "run_times.json")
+    course.execute(path)
+    entry = course.load_run_times()["notebooks"]["notebooks/01_x.ipynb"]
+    assert entry["seconds"] > 0
+    assert 400 <= entry["peak_rss_mb"] < 4000  # the 400 MB block was freed before the last cell ran
+
+
+def test_a_missing_process_has_no_peak():
+    assert course.peak_rss_mb(2**22 + 12345) is None  # above Linux's pid_max default: no such process
+
+
+@pytest.mark.parametrize("key", sorted(PEAKS))
+def test_every_recorded_peak_is_a_plausible_number_of_megabytes(key):
+    assert isinstance(PEAKS[key], int) and 100 < PEAKS[key] < 16_000, PEAKS[key]

@@ -15,7 +15,7 @@ CFF = yaml.safe_load((ROOT / "CITATION.cff").read_text())
 def test_the_code_licence_is_the_mit_licence_pyproject_declares():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License\n") and "Permission is hereby granted, free of charge" in text
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "MIT"
 
 
 def test_the_content_licence_lets_instructors_adapt_and_lists_third_parties():

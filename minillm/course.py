@@ -105,6 +105,7 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
 
     nb = nbformat.read(path, as_version=4)
     start = time.time()
+    os.environ["MINILLM_RECORD_FIGURES"] = _key(path) if write else ""  # minillm.figures.record writes only then
     NotebookClient(
         nb,
         timeout=timeout,

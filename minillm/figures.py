@@ -76,7 +76,7 @@ NUMBER = re.compile(r"[−-]?\d[\d,]*(?:\.\d+)?")
 # A claim's number: a decimal, a percentage or a ratio (2.4×). Integers alone are settings (W = 32, 128 tokens).
 CLAIM = re.compile(
     r"(?<![\w.§#/−-])[−-]?\d[\d,]*\.\d+\s?(?:%|×)"  # 15.2 %, 2.4×
-    r"|(?<![\w.§#/−-])[−-]?\d[\d,]*\s?(?:%|×)(?!\s?(?:T\b|longer|the training|its training))"  # 15 %, 7×; 16× T is a length
+    r"|(?<![\w.§#/−-])[−-]?\d[\d,]*\s?(?:%|×)(?!\s?(?:T\b|longer|the training|its training))"  # 15 %, 7×; not 16× T
     r"|(?<![\w.§#/−-])[−-]?\d[\d,]*\.\d+(?![\d.]|\s?[M]\b|\s?×\s?T\b)"  # 3.27 (not 0.8M parameters, not 1.2.3)
 )
 NOT_PROSE = [

@@ -116,6 +116,7 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    os.environ["MINILLM_RECORD_FIGURES"] = _key(path) if write else ""  # minillm.figures.record writes only then
     peak: list[float | None] = [None]
 
     def after_cell(**_) -> None:  # VmHWM only grows: read after the last cell, it is the run's peak

@@ -189,7 +189,7 @@ class Megabyte(nn.Module):
         ids = F.pad(ids, (0, K * P - T), value=PAD)  # (B, K·P)
         g = self.run_blocks(self.global_blocks, self.global_inputs(ids, 0, K))  # (B, K, P·D_G)
         slices = self.project(g).reshape(B * K, P, D_L)  # (B·K, P, D_L)
-        patches = ids.view(B * K, P)  # every patch is one sequence of the local model
+        patches = ids.reshape(B * K, P)  # every patch is one sequence of the local model
         if self.shift_local:
             x = self.local_inputs(slices, patches[:, :-1], first=True)  # (B·K, P, D_L)
         else:  # the bug the pad byte prevents: byte p sees itself

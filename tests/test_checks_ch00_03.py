@@ -53,11 +53,11 @@ def test_chapter_02_checkers(capsys):
     assert ch02.check_keep(lambda n, w: WindowCache(w).keep(n))
     assert ch02.check_sliding_window_mask(masks.sliding_window)
     assert ch02.check_recompute_logits(lambda m, ids, t, w: m(ids[None, max(0, t - w) : t + 1]).logits[0, -1])
-    assert ch02.check_kv_cache_bytes(lambda cfg, n: 2 * cfg.n_layers * n * cfg.d_model * 4)
+    assert ch02.check_kv_cache_bytes(lambda cfg, n, b=4: 2 * cfg.n_layers * n * cfg.d_model * b)
     assert not ch02.check_keep(lambda n, w: torch.arange(max(0, n - w - 1), n))  # keeps one too many
     assert not ch02.check_sliding_window_mask(lambda w: masks.sliding_window(w + 1))
     assert not ch02.check_recompute_logits(lambda m, ids, t, w: m(ids[None, : t + 1]).logits[0, -1])  # dense
-    assert not ch02.check_kv_cache_bytes(lambda cfg, n: cfg.n_layers * n * cfg.d_model * 4)  # forgot V
+    assert not ch02.check_kv_cache_bytes(lambda cfg, n, b=4: cfg.n_layers * n * cfg.d_model * b)  # forgot V
     assert not ch02.check_keep(stub)
     out = capsys.readouterr().out
     assert out.count("✅") == 4 and out.count("❌") == 4 and "⏳ TODO keep" in out

@@ -11,7 +11,7 @@ from minillm.lookahead import NGramPool, lookahead_layout, ngrams_from_window, v
 def package_jacobi_iteration(model, context, guess):
     with torch.no_grad():
         logits = model(torch.tensor([context + guess])).logits[0]  # (len(context) + m, V)
-    return logits[len(context) - 1 : -1].argmax(-1)  # a tensor is accepted too
+    return logits[len(context) - 1 : -1].argmax(-1).tolist()
 
 
 def package_update_pool(pool, last, levels, new, guesses):

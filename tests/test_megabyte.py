@@ -240,3 +240,14 @@ def test_training_loop_stops_resumes_and_logs_bits_per_byte(tmp_path) -> None:
     assert [r["step"] for r in log] == [2, 3] and all(0 < r["val_bpb_code"] < 10 for r in log)
     with pytest.raises(ValueError, match="another config"):
         train(replace(run, train=replace(run.train, steps=4)), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("T", [16, 13])
+def test_forward_accepts_a_non_contiguous_batch(T: int) -> None:
+    """A transposed (B, T) view, as a data loader or a slice may give: same logits as its contiguous copy."""
+    torch.manual_seed(0)
+    model = Megabyte(MegabyteConfig(patch_size=4)).eval()
+    ids = torch.randint(0, 256, (T, 2)).t()  # (2, T), not contiguous
+    assert not ids.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), model(ids.contiguous()))

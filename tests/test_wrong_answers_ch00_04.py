@@ -170,7 +170,7 @@ def _notebook_model():  # the notebook's global `model`, a different model from 
     return MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2)).eval()
 
 
-def _bytes(cfg, n, kv=2, size=4, heads=1, layers=None):
+def _bytes(cfg, n, size=4, kv=2, heads=1, layers=None):
     return kv * (cfg.n_layers if layers is None else layers) * n * cfg.d_model * size * heads
 
 
@@ -381,13 +381,16 @@ CASES = {
     ch02.check_kv_cache_bytes: (
         _bytes,
         {
-            "forgets_v": lambda cfg, n: _bytes(cfg, n, kv=1),
-            "float16": lambda cfg, n: _bytes(cfg, n, size=2),
-            "times_n_heads": lambda cfg, n: _bytes(cfg, n, heads=cfg.n_heads),
-            "one_layer": lambda cfg, n: _bytes(cfg, n, layers=1),
-            "max_seq_len_tokens": lambda cfg, n: _bytes(cfg, cfg.max_seq_len),
-            "float_result": lambda cfg, n: _bytes(cfg, n) / 1,
-            "one_token_more": lambda cfg, n: _bytes(cfg, n + 1),
+            "forgets_v": lambda cfg, n, b=4: _bytes(cfg, n, b, kv=1),
+            "float16_always": lambda cfg, n, b=4: _bytes(cfg, n, 2),
+            "float32_always": lambda cfg, n, b=4: _bytes(cfg, n, 4),
+            # float64 bytes and a forgotten V cancel out in float32: 1 * 8 == 2 * 4
+            "float64_and_forgets_v": lambda cfg, n, b=4: cfg.n_layers * n * cfg.d_model * 8,
+            "times_n_heads": lambda cfg, n, b=4: _bytes(cfg, n, b, heads=cfg.n_heads),
+            "one_layer": lambda cfg, n, b=4: _bytes(cfg, n, b, layers=1),
+            "max_seq_len_tokens": lambda cfg, n, b=4: _bytes(cfg, cfg.max_seq_len, b),
+            "float_result": lambda cfg, n, b=4: _bytes(cfg, n, b) / 1,
+            "one_token_more": lambda cfg, n, b=4: _bytes(cfg, n + 1, b),
         },
         (),
     ),
@@ -417,6 +420,7 @@ CASES = {
             "float_k_pos": lambda n, s, w: (positions(n, s, w)[0], positions(n, s, w)[1].float()),
             "list_k_pos": lambda n, s, w: (positions(n, s, w)[0], positions(n, s, w)[1].tolist()),
             "float_q_pos": lambda n, s, w: (float(positions(n, s, w)[0]), positions(n, s, w)[1]),
+            "tensor_q_pos": lambda n, s, w: (torch.tensor(positions(n, s, w)[0]), positions(n, s, w)[1]),  # spec: int
             "capped_one_too_low": lambda n, s, w: positions(n, s, w, cap=s + w - 1),
         },
         (),

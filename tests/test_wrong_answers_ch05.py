@@ -46,6 +46,14 @@ def jacobi_last_row_only(model, context, guess):  # one prediction repeated
     return [int(_logits(model, context + guess)[-1].argmax())] * len(guess)
 
 
+def jacobi_tensor(model, context, guess):  # the right tokens, as a tensor (spec: list[int])
+    return _logits(model, context + guess)[len(context) - 1 : -1].argmax(-1)
+
+
+def jacobi_tensor_items(model, context, guess):  # a list of 0-d tensors: still not list[int]
+    return list(_logits(model, context + guess)[len(context) - 1 : -1].argmax(-1))
+
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 2: the pool update
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +180,16 @@ def verify_right(candidates, first, preds):
     return best
 
 
+def verify_tensor_tokens(candidates, first, preds):  # the settled tokens as a tensor (spec: list[int])
+    g, n, tokens = verify_right(candidates, first, preds)
+    return g, n, torch.tensor(tokens)
+
+
+def verify_tensor_counts(candidates, first, preds):  # index and length as 0-d tensors (spec: int)
+    g, n, tokens = verify_right(candidates, first, preds)
+    return (None if g is None else torch.tensor(g)), torch.tensor(n), tokens
+
+
 def verify_no_bonus(candidates, first, preds):  # drops the model's own token
     g, n, tokens = verify_right(candidates, first, preds)
     return g, n, tokens[:-1] if n else tokens
@@ -209,6 +227,23 @@ def verify_forgets_first(candidates, first, preds):  # compares candidate token 
 def verify_none_without_match(candidates, first, preds):  # no candidate index when nothing matches
     g, n, tokens = verify_right(candidates, first, preds)
     return (g if n else None), n, tokens
+
+
+@pytest.mark.parametrize(
+    "check, wrong, says",
+    [
+        ("check_jacobi_iteration", "jacobi_tensor", "must be a list of Python ints (list[int]), got a tensor ("),
+        ("check_jacobi_iteration", "jacobi_tensor_items", "but item 0 is a tensor ()"),
+        ("check_verify", "verify_tensor_tokens", "the settled tokens (item 2) must be a list of Python ints"),
+        ("check_verify", "verify_tensor_counts", "must be a Python int, got a tensor () int64 (.item()"),
+    ],
+)
+def test_a_tensor_where_the_spec_says_int_or_list_of_int_fails_with_a_message_that_says_so(
+    check, wrong, says, checker_contract
+):
+    """The right values in the wrong type: the checker says what the spec asks for, so the learner's next
+    cell (`if new == guess:` on a tensor raises; `tokens + [x]` adds elementwise) never meets them."""
+    checker_contract.rejects(getattr(ch05, check), globals()[wrong], says=says)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +314,15 @@ def mask_transposed(W, N, G):  # keys and queries swapped
 EXERCISES = {
     "check_jacobi_iteration": (
         jacobi_right,
-        [jacobi_one_late, jacobi_wrong_axis, jacobi_returns_guess, jacobi_ignores_context, jacobi_last_row_only],
+        [
+            jacobi_one_late,
+            jacobi_wrong_axis,
+            jacobi_returns_guess,
+            jacobi_ignores_context,
+            jacobi_last_row_only,
+            jacobi_tensor,
+            jacobi_tensor_items,
+        ],
     ),
     "check_update_pool": (
         pool_right,
@@ -304,6 +347,8 @@ EXERCISES = {
             verify_counts_all_matches,
             verify_forgets_first,
             verify_none_without_match,
+            verify_tensor_tokens,
+            verify_tensor_counts,
         ],
     ),  # fmt: skip
     "check_lookahead_mask": (

@@ -132,31 +132,36 @@ def check_recompute_logits(
     )  # fmt: skip
 
 
-def check_kv_cache_bytes(kv_cache_bytes: Callable[[ModelConfig, int], int], hint: int | None = None) -> CheckResult:
-    """kv_cache_bytes(config, n_tokens): bytes of a float32 DenseCache after n_tokens tokens."""
+def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], hint: int | None = None) -> CheckResult:
+    """kv_cache_bytes(config, n_tokens, bytes_per_number=4): bytes of a DenseCache after n_tokens tokens,
+    measured on a real cache of a model in float32, bfloat16 (2 bytes) and float64 (8 bytes). The three
+    element sizes are what reject `n_layers * n_tokens * d_model * 8`: float64 without the values is the
+    right number for float32 only."""
+    dtypes = {2: torch.bfloat16, 4: torch.float32, 8: torch.float64}
 
-    def reference(cfg, n):
+    def reference(cfg, n, size):
         cache = DenseCache()
         with torch.no_grad():
-            MiniLLM(cfg)(torch.zeros(1, n, dtype=torch.long), cache=cache)
+            MiniLLM(cfg).to(dtypes[size])(torch.zeros(1, n, dtype=torch.long), cache=cache)
         return sum(t.numel() * t.element_size() for t in cache.keys + cache.values)
 
-    def student(cfg, n):
-        got = kv_cache_bytes(cfg, n)
+    def student(cfg, n, size):
+        got = kv_cache_bytes(cfg, n, size)
         if not isinstance(got, int) or isinstance(got, bool):
             raise CheckFailed(f"return an int, got {type(got).__name__} {got!r}")
         return got
 
     configs = [ModelConfig(d_model=64, n_layers=2, n_heads=2), ModelConfig(), ModelConfig(n_layers=6, n_heads=8)]
+    cases = [(configs[0], 1, 4), (configs[0], 100, 4), (configs[1], 10, 2), (configs[2], 7, 8), (configs[1], 3, 2)]
     return run_check(
-        "kv_cache_bytes", student, reference, [(configs[0], 1), (configs[0], 100), (configs[1], 10), (configs[2], 7)],
+        "kv_cache_bytes", student, reference, cases,
         hints=(
             "count what the cache stores per token and per layer: a key AND a value, each d_model numbers (the "
-            "heads split d_model, so n_heads does not enter), in float32; it grows with n_tokens, not with "
-            "max_seq_len",
+            "heads split d_model, so n_heads does not enter), each number bytes_per_number bytes (4 in float32, "
+            "2 in float16, 8 in float64: use the argument); it grows with n_tokens, not with max_seq_len",
             "multiply five things: 2 (K and V), the number of layers, the number of tokens, d_model, and the "
-            "bytes of one float32 (4); keep it an int (use // if you divide)",
+            "bytes of one number (the third argument); keep it an int (use // if you divide)",
         ),
         level=hint,
-        describe=lambda c: f"d_model={c[0].d_model}, n_layers={c[0].n_layers}, {c[1]} tokens",
+        describe=lambda c: f"d_model={c[0].d_model}, n_layers={c[0].n_layers}, {c[1]} tokens, {c[2]} bytes per number",
     )  # fmt: skip

@@ -11,7 +11,7 @@ from ..config import ModelConfig
 from ..model import MiniLLM
 from ..probes import sink_mass
 from .ch02 import keep_indices
-from .core import CheckFailed, CheckResult, run_check
+from .core import CheckFailed, CheckResult, int_result, run_check
 
 
 def check_sink_keep(sink_keep: Callable[[int, int, int], torch.Tensor | None], hint: int | None = None) -> CheckResult:
@@ -41,14 +41,6 @@ def check_sink_keep(sink_keep: Callable[[int, int, int], torch.Tensor | None], h
     )  # fmt: skip
 
 
-def _integer(x: object, name: str) -> int:
-    if isinstance(x, torch.Tensor) and x.dim() == 0 and not x.dtype.is_floating_point and x.dtype != torch.bool:
-        return int(x)
-    if not isinstance(x, int) or isinstance(x, bool):
-        raise CheckFailed(f"{name} must be an int, got {type(x).__name__} {x!r}")
-    return x
-
-
 def check_cache_positions(cache_positions: Callable[[int, int, int], tuple], hint: int | None = None) -> CheckResult:
     """cache_positions(n_seen, n_sink, window) -> (q_pos, k_pos) of the next token in a SinkCache."""
 
@@ -63,7 +55,7 @@ def check_cache_positions(cache_positions: Callable[[int, int, int], tuple], hin
         result = cache_positions(n_seen, n_sink, window)
         if not isinstance(result, tuple) or len(result) != 2:
             raise CheckFailed(f"return a tuple (q_pos, k_pos), got {type(result).__name__}")
-        q_pos, k_pos = _integer(result[0], "q_pos"), result[1]
+        q_pos, k_pos = int_result(result[0], "q_pos"), result[1]
         if not isinstance(k_pos, torch.Tensor) or k_pos.dtype.is_floating_point or k_pos.dtype == torch.bool:
             kind = k_pos.dtype if isinstance(k_pos, torch.Tensor) else type(k_pos).__name__
             raise CheckFailed(f"k_pos must be a LongTensor (RoPE and the cache index with it), got {kind}")

@@ -11,7 +11,7 @@ import torch
 from ..config import ModelConfig
 from ..lookahead import NGramPool, Verdict, lookahead_layout, ngrams_from_window, verify_greedy
 from ..model import MiniLLM
-from .core import CheckFailed, CheckResult, run_check
+from .core import CheckFailed, CheckResult, int_list_result, int_result, run_check
 
 
 def _tiny_model(seed: int = 0) -> MiniLLM:
@@ -23,15 +23,6 @@ def _tiny_model(seed: int = 0) -> MiniLLM:
             if p.dim() == 2:
                 p.mul_(10.0)
     return model
-
-
-def _ints(x) -> list[int]:
-    """A list of ints from a list or a 1-D tensor (what a learner may return)."""
-    if isinstance(x, torch.Tensor):
-        x = x.tolist()
-    if not isinstance(x, (list, tuple)):
-        raise CheckFailed(f"expected a list of token ids, got {type(x).__name__}")
-    return [int(t) for t in x]
 
 
 def check_jacobi_iteration(jacobi_iteration: Callable, hint: int | None = None) -> CheckResult:
@@ -50,7 +41,7 @@ def check_jacobi_iteration(jacobi_iteration: Callable, hint: int | None = None) 
         cases.append((model, context, torch.randint(0, 256, (m,), generator=g).tolist()))
     return run_check(
         "jacobi_iteration",
-        lambda model, context, guess: _ints(jacobi_iteration(model, context, guess)),
+        lambda model, context, guess: int_list_result(jacobi_iteration(model, context, guess), "jacobi_iteration"),
         reference,
         cases,
         hints=(
@@ -161,7 +152,8 @@ def check_verify(verify: Callable, hint: int | None = None) -> CheckResult:
         if not isinstance(v, tuple) or len(v) != 3:
             raise CheckFailed(f"return a tuple (candidate, n_matched, tokens), got {type(v).__name__}")
         best, n, tokens = v
-        return (None if best is None else int(best), int(n), _ints(tokens))
+        best = None if best is None else int_result(best, "the candidate index (item 0)")
+        return (best, int_result(n, "n_matched (item 1)"), int_list_result(tokens, "the settled tokens (item 2)"))
 
     g = torch.Generator().manual_seed(0)
     cases = [(torch.zeros(0, 3, dtype=torch.long), 7, torch.zeros(0, 3, dtype=torch.long))]  # an empty pool

@@ -88,6 +88,37 @@ def tensor_result(x: object, name: str) -> torch.Tensor:
     return x
 
 
+def _type_name(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a tensor {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+    return f"a {type(x).__name__}"
+
+
+def int_result(x: object, name: str) -> int:
+    """A learner's result that the spec types `int` must be a Python int: a 0-d tensor fails here, in words,
+    instead of in a later cell (`if n > best:` on tensors, `range(n)`, a dict key that never matches)."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        fix = " (.item() turns a 0-d tensor into one)" if isinstance(x, torch.Tensor) else ""
+        raise CheckFailed(f"{name} must be a Python int, got {_type_name(x)}{fix}")
+    return x
+
+
+def int_list_result(x: object, name: str) -> list[int]:
+    """A learner's result that the spec types `list[int]` must be a list of Python ints: a tensor fails here,
+    with a message that says so, before the next cell compares it with a list (`new == guess` on a tensor
+    is a tensor, and `if` on it raises) or adds it to one."""
+    if isinstance(x, torch.Tensor):
+        raise CheckFailed(
+            f"{name} must be a list of Python ints (list[int]), got {_type_name(x)}: .tolist() converts it"
+        )
+    if not isinstance(x, list):
+        raise CheckFailed(f"{name} must be a list of Python ints (list[int]), got {_type_name(x)}")
+    for i, t in enumerate(x):
+        if isinstance(t, bool) or not isinstance(t, int):
+            raise CheckFailed(f"{name} must be a list of Python ints (list[int]), but item {i} is {_type_name(t)}")
+    return x
+
+
 def reset_hints() -> None:
     """Forget every check's failure count (hint levels start again at 1)."""
     _failures.clear()

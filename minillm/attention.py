@@ -74,11 +74,23 @@ def _check_mask(name: str, mask: object, shape: tuple[int, ...] | None = None) -
     validate.check_mask_rows(name, mask)
 
 
-def distance_limit(q_pos: torch.Tensor, k_pos: torch.Tensor, limit: int) -> dict[str, torch.Tensor]:
-    """LM-Infinite's distance limit as AttentionStep fields: a pair more than `limit` apart is
-    scored at exactly `limit`, i.e. the query rotated by `limit` against the un-rotated key."""
+DISTANCE_MODES = ("clamp", "reference")  # LM-Infinite's two distance rules (see distance_limit)
+
+
+def distance_limit(
+    q_pos: torch.Tensor, k_pos: torch.Tensor, limit: int, mode: str = "clamp", n_local: int | None = None
+) -> dict[str, torch.Tensor]:
+    """LM-Infinite's distance limit as AttentionStep fields: which pairs are far, scored at exactly
+    `limit`, i.e. the query rotated by `limit` against the un-rotated key.
+
+    "clamp" (the paper's formula): every pair more than `limit` apart. "reference" (the reference
+    code's two branches): every pair at least `n_local` apart, i.e. outside the local window and
+    so visible only if its key is global; pairs inside the window keep their true distance.
+    """
+    validate.check_choice("mode", mode, DISTANCE_MODES)
+    distance = q_pos[:, None] - k_pos[None, :]  # (T, S)
     return {
-        "far": (q_pos[:, None] - k_pos[None, :]) > limit,  # (T, S)
+        "far": distance > limit if mode == "clamp" else distance >= n_local,  # masked pairs are never read
         "far_q_pos": torch.full_like(q_pos, limit),
         "far_k_pos": torch.zeros_like(k_pos),
     }

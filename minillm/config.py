@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .validate import check_float
+from .validate import check_bool, check_choice, check_float, check_int
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
@@ -34,10 +34,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "mlp_ratio"):
-            _check_positive_int(name, getattr(self, name))
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1)
         for name in ("n_kv_heads", "mlp_hidden"):
-            if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1, optional=True)
         if self.d_model % self.n_heads:
             raise ValueError(f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.head_dim % 2:
@@ -48,11 +47,9 @@ class ModelConfig:
             )
         check_float("ModelConfig.rope_base", self.rope_base, 1, above=True)
         check_float("ModelConfig.norm_eps", self.norm_eps, 0, above=True)
-        for name, allowed in (("norm", NORMS), ("mlp", MLPS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not isinstance(self.tie_embeddings, bool):
-            raise TypeError(f"ModelConfig.tie_embeddings must be a bool, got {type(self.tie_embeddings).__name__}")
+        check_choice("ModelConfig.norm", self.norm, NORMS)
+        check_choice("ModelConfig.mlp", self.mlp, MLPS)
+        check_bool("ModelConfig.tie_embeddings", self.tie_embeddings)
 
     @property
     def head_dim(self) -> int:
@@ -70,10 +67,3 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"ModelConfig.{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"ModelConfig.{name} must be positive, got {value}")

@@ -6,20 +6,10 @@
     python -m minillm.course run --no-write       # time the notebooks, change nothing
     python -m minillm.course nbgrader classroom   # an nbgrader course directory (see minillm/nbgrader_course.py)
 
-`solutions/` is the single source. Solution code sits between nbgrader's markers
-`### BEGIN SOLUTION` / `### END SOLUTION`; in the exercise notebook it becomes a stub that raises
-NotImplementedError (with the solution's size as a hint), and markdown answers become a prompt.
-The exercise notebooks are then executed, so their committed outputs show the checkers saying
-"not implemented yet", which is what a learner sees before starting.
-
-Two cell markers keep answers out of `exercises/` (they opt a cell in; unmarked cells are unchanged):
-
-- a code cell whose first line starts with `# PREDICT` is one whose output the learner is meant to
-  predict (or produce, in an experiment): the exercise ships it with its outputs cleared after
-  execution, and tagged `nbval-ignore-output`, so nbval still runs the cell (it must not raise)
-  without comparing the output the exercise deliberately does not hold;
-- a markdown cell whose first line is `<!-- SOLUTION ONLY -->` (text that gives a prediction's
-  answer away, such as a comment on the numbers just printed) is left out of the exercise.
+`solutions/` is the single source: `minillm.markers` says how its solution markers become an
+exercise's stubs (and which cells an exercise ships without outputs or leaves out). The exercise
+notebooks are then executed, so their committed outputs show the checkers saying "not implemented
+yet", which is what a learner sees before starting.
 
 Run times have one source of truth: every `run` records each notebook's wall-clock time in
 `notebooks/run_times.json`, then rewrites the figures that quote it (the "**Run time:** about N s"
@@ -29,7 +19,6 @@ line of each lecture notebook and the README's course map), so text and measurem
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -39,64 +28,24 @@ from pathlib import Path
 
 import nbformat
 
+from .markers import (  # noqa: F401  (re-exported: the markers' names were importable from here)
+    BEGIN,
+    END,
+    NBVAL_IGNORE_OUTPUT,
+    PREDICT,
+    SOLUTION_ONLY,
+    exercise_from_solution,
+    hide_predictions,
+    is_prediction,
+    is_solution_only,
+    strip_solutions,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-PREDICT, SOLUTION_ONLY = "# PREDICT", "<!-- SOLUTION ONLY -->"
-NBVAL_IGNORE_OUTPUT = "nbval-ignore-output"  # nbval's cell tag: run the cell, do not compare its output
 RUN_TIMES = ROOT / "notebooks" / "run_times.json"
 README = ROOT / "README.md"
 HEADER_RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )(\d+)( s)")
-_SOLUTION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n(.*?)^[ \t]*{re.escape(END)}[^\n]*(\n|$)", re.S | re.M)
-
-
-def _stub(match: re.Match, markdown: bool) -> str:
-    indent, body = match.group(1), match.group(2)
-    if markdown:
-        return f"{indent}*Your answer here.*\n"
-    n_lines = sum(1 for line in body.splitlines() if line.strip() and not line.strip().startswith("#"))
-    plural = "s" if n_lines != 1 else ""
-    return f"{indent}# YOUR CODE HERE (the solution takes {n_lines} line{plural})\n{indent}raise NotImplementedError\n"
-
-
-def strip_solutions(source: str, markdown: bool = False) -> str:
-    """Replace every BEGIN/END SOLUTION region of a cell's source with a stub."""
-    if source.count(BEGIN) != source.count(END):
-        raise ValueError(f"unbalanced solution markers in cell:\n{source[:200]}")
-    return _SOLUTION.sub(lambda m: _stub(m, markdown), source)
-
-
-def is_prediction(cell: nbformat.NotebookNode) -> bool:
-    """A code cell whose output the learner predicts or produces (its exercise twin ships without it)."""
-    return cell.cell_type == "code" and cell.source.lstrip().startswith(PREDICT)
-
-
-def is_solution_only(cell: nbformat.NotebookNode) -> bool:
-    """A markdown cell that gives an answer away (left out of the exercise)."""
-    return cell.cell_type == "markdown" and cell.source.lstrip().startswith(SOLUTION_ONLY)
-
-
-def exercise_from_solution(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The exercise notebook of a solution notebook, outputs cleared (not yet executed)."""
-    nb = copy.deepcopy(nb)
-    nb.cells = [cell for cell in nb.cells if not is_solution_only(cell)]
-    for cell in nb.cells:
-        cell.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-        if is_prediction(cell):
-            tags = cell.metadata.setdefault("tags", [])
-            if NBVAL_IGNORE_OUTPUT not in tags:
-                tags.append(NBVAL_IGNORE_OUTPUT)
-    return nb
-
-
-def hide_predictions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Clear the outputs of an executed exercise's prediction cells (they keep their execution count)."""
-    for cell in nb.cells:
-        if is_prediction(cell):
-            cell.outputs = []
-    return nb
 
 
 def peak_rss_mb(pid: int) -> float | None:

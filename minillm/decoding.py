@@ -31,14 +31,14 @@ from .lookahead import (
     LookaheadCache,
     NGramPool,
     Verdict,
-    check_int,
     lookahead_layout,
     ngrams_from_window,
     verify_greedy,
     verify_sample,
 )
 from .model import MiniLLM
-from .sampling import draw
+from .sampling import check_sampling, choose, next_token_probs
+from .validate import check_bool, check_choice, check_instance, check_int, check_ints, check_token_ids
 
 __all__ = [
     "DecodeResult",
@@ -81,70 +81,21 @@ class DecodeResult:
 
 
 def _check_model(model: MiniLLM) -> torch.device:
-    if not isinstance(model, MiniLLM):
-        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
-    return next(model.parameters()).device
+    return next(check_instance("model", model, MiniLLM).parameters()).device
 
 
 def _check_prompt(model: MiniLLM, prompt_ids: Sequence[int] | torch.Tensor) -> list[int]:
-    if isinstance(prompt_ids, torch.Tensor):
-        if prompt_ids.dim() != 1 or prompt_ids.is_floating_point() or prompt_ids.is_complex():
-            raise TypeError(f"prompt_ids must be a list of ints or a 1-D integer tensor, got {prompt_ids.dtype}")
-        prompt_ids = prompt_ids.tolist()
-    if isinstance(prompt_ids, (str, bytes)) or not isinstance(prompt_ids, Sequence):
-        raise TypeError(f"prompt_ids must be a list of ints, got {type(prompt_ids).__name__}")
-    if any(isinstance(t, bool) or not isinstance(t, int) for t in prompt_ids):
-        raise TypeError("prompt_ids must hold ints only")
-    if len(prompt_ids) == 0:
+    prompt = check_token_ids("prompt_ids", prompt_ids, model.config.vocab_size)
+    if not prompt:
         raise ValueError("prompt_ids must hold at least one token (e.g. BOS)")
-    V = model.config.vocab_size
-    if min(prompt_ids) < 0 or max(prompt_ids) >= V:
-        raise ValueError(f"prompt_ids must lie in 0..{V - 1}, got {min(prompt_ids)}..{max(prompt_ids)}")
-    return list(prompt_ids)
-
-
-def _check_sampling(temperature: float, top_k: int | None) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not 0 <= temperature < float("inf"):
-        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None:
-        check_int("top_k", top_k, 1)
+    return prompt
 
 
 def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
     if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return generator
-    if seed is not None:
-        check_int("seed", seed, 0)
+        return check_instance("generator", generator, torch.Generator)
+    check_int("seed", seed, 0, optional=True)
     return torch.Generator().manual_seed(0 if seed is None else seed)
-
-
-def next_token_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None) -> torch.Tensor:
-    """softmax(logits / temperature) over the top_k largest logits (all if None); (..., V) float64."""
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating tensor, got {getattr(logits, 'dtype', type(logits).__name__)}")
-    _check_sampling(temperature, top_k)
-    if temperature == 0:
-        raise ValueError("temperature must be > 0 here (temperature 0 is the argmax, not a distribution)")
-    scaled = logits.double() / temperature
-    if not torch.isfinite(scaled).all():  # a tiny temperature overflows: shift by the max first (same softmax)
-        scaled = (logits.double() - logits.double().amax(-1, keepdim=True)) / temperature
-    logits = scaled
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.softmax(logits, dim=-1)
-
-
-def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
-    """The next token from logits (V,): argmax at temperature 0, else a seeded draw."""
-    if temperature == 0:
-        return int(logits.argmax())
-    probs = next_token_probs(logits.cpu(), temperature, top_k)  # (V,) on the CPU, where the generator is
-    return draw(probs, generator)
 
 
 def _prefill(model: MiniLLM, cache: KVCache, prompt: list[int], device: torch.device) -> None:
@@ -179,14 +130,14 @@ def sample(
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
     check_int("max_new_tokens", max_new_tokens, 0)
-    _check_sampling(temperature, top_k)
+    check_sampling(temperature, top_k)
     generator = _generator(generator, seed)
     cache = DenseCache()
     _prefill(model, cache, prompt, device)
     last, tokens = prompt[-1], []
     for _ in range(max_new_tokens):
         logits = model(torch.tensor([[last]], device=device), cache=cache).logits[0, -1]  # (V,)
-        last = _choose(logits, temperature, top_k, generator)
+        last = choose(logits, temperature, top_k, generator)
         tokens.append(last)
     return DecodeResult(tokens, max_new_tokens, [1] * max_new_tokens)
 
@@ -212,8 +163,7 @@ def jacobi_decode(
     """
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
-    check_int("max_new_tokens", max_new_tokens, 0)
-    check_int("window", window, 1)
+    check_ints(max_new_tokens=(max_new_tokens, 0), window=(window, 1))
     generator = _generator(None, seed)
 
     def from_prompt(n: int) -> list[int]:
@@ -276,16 +226,11 @@ class LookaheadDecoder:
         accept: str = "bonus",
     ) -> None:
         self.device = _check_model(model)
-        if accept not in ACCEPT_RULES:
-            raise ValueError(f"accept must be one of {ACCEPT_RULES}, got {accept!r}")
-        self.accept = accept
+        self.accept = check_choice("accept", accept, ACCEPT_RULES)
         prompt = _check_prompt(model, prompt_ids)
-        check_int("window", window, 1)
-        check_int("ngram", ngram, 2)
-        check_int("guesses", guesses, 0)
-        if not isinstance(pool_from_prompt, bool):
-            raise TypeError(f"pool_from_prompt must be a bool, got {type(pool_from_prompt).__name__}")
-        _check_sampling(temperature, top_k)
+        check_ints(window=(window, 1), ngram=(ngram, 2), guesses=(guesses, 0))
+        check_bool("pool_from_prompt", pool_from_prompt)
+        check_sampling(temperature, top_k)
         self.model, self.window, self.ngram, self.guesses = model, window, ngram, guesses
         self.pool_from_prompt, self.temperature, self.top_k = pool_from_prompt, temperature, top_k
         self.generator = _generator(generator, seed)

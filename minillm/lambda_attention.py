@@ -35,10 +35,10 @@ from __future__ import annotations
 import torch
 
 from . import masks
-from .attention import AttentionStep, distance_limit, rope_attention
-from .model import MiniLLM, repeat_kv
+from .attention import DISTANCE_MODES, AttentionStep, distance_limit, repeat_kv, rope_attention
+from .model import MiniLLM
 from .rope import rope_cos_sin, rotate
-from .validate import check_bool, check_float, check_int, check_qkv
+from .validate import check_bool, check_choice, check_float, check_instance, check_int, check_ints, check_qkv
 
 
 def block_keys(
@@ -50,34 +50,6 @@ def block_keys(
     return torch.cat(
         [torch.arange(min(n_global, local_from), device=device), torch.arange(local_from, stop, device=device)]
     )
-
-
-MODES = ("clamp", "reference")
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-def far_pairs(
-    q_pos: torch.Tensor, k_pos: torch.Tensor, n_local: int, max_distance: int, mode: str = "clamp"
-) -> dict[str, torch.Tensor]:
-    """AttentionStep's far / far_q_pos / far_k_pos under LM-Infinite's distance rule `mode`.
-
-    "clamp": every pair more than max_distance apart, at exactly max_distance. "reference": every
-    pair at least n_local apart (outside the local window, so visible only if its key is global),
-    at exactly max_distance; pairs inside the window keep their true distance. Either way "at
-    distance L" means the query rotated by L against the un-rotated key.
-    """
-    check_mode(mode)
-    if mode == "clamp":
-        return distance_limit(q_pos, k_pos, max_distance)
-    return {
-        "far": (q_pos[:, None] - k_pos[None, :]) >= n_local,  # (T, S): masked ones are never read
-        "far_q_pos": torch.full_like(q_pos, max_distance),
-        "far_k_pos": torch.zeros_like(k_pos),
-    }
 
 
 def lambda_attention(
@@ -99,9 +71,8 @@ def lambda_attention(
     mask_mod = masks.lambda_shaped(n_global, n_local)  # also validates n_global and n_local
     check_int("max_distance", max_distance, 1)
     check_float("rope_base", rope_base, 1.0, above=True)
-    if block_size is not None:
-        check_int("block_size", block_size, 1)
-    check_mode(mode)
+    check_int("block_size", block_size, 1, optional=True)
+    check_choice("mode", mode, DISTANCE_MODES)
     T, device = q.shape[2], q.device
     block = block_size or n_local
     out = torch.empty_like(q)
@@ -111,7 +82,7 @@ def lambda_attention(
         keys = block_keys(start, stop, n_global, n_local, device)  # (S,) global, then local
         queries = torch.arange(start, stop, device=device)  # (b,)
         mask = mask_mod(zero, zero, queries[:, None], keys[None, :])  # (b, S)
-        step = AttentionStep(queries, keys, mask, **far_pairs(queries, keys, n_local, max_distance, mode))
+        step = AttentionStep(queries, keys, mask, **distance_limit(queries, keys, max_distance, mode, n_local))
         qb, kb, vb = q[:, :, start:stop], k[:, :, keys], v[:, :, keys]  # checked once, above
         out[:, :, start:stop], _ = rope_attention(qb, kb, vb, step, rope_base, check_inputs=False)
     return out
@@ -137,8 +108,7 @@ def topk_middle_attention(
     Returns (out (B, H, N, D), weights (B, H, N, S) or None). Memory O(N * S).
     """
     check_qkv(q, k, v, same_length=False)
-    for name, value, minimum in (("max_distance", max_distance, 1), ("top_k", top_k, 0), ("insert_at", insert_at, 0)):
-        check_int(name, value, minimum)
+    check_ints(max_distance=(max_distance, 1), top_k=(top_k, 0), insert_at=(insert_at, 0))
     check_float("rope_base", rope_base, 1.0, above=True)
     check_bool("return_weights", return_weights)
     if not isinstance(q_pos, torch.Tensor) or q_pos.dtype != torch.long or q_pos.shape != (q.shape[2],):
@@ -156,7 +126,7 @@ def topk_middle_attention(
 
     scores = rotated(q, q_pos) @ rotated(k, k_pos).transpose(-2, -1) / D**0.5  # (B, H, N, S) true distances
     limited = rotated(q, torch.full_like(q_pos, max_distance)) @ k.transpose(-2, -1) / D**0.5  # all at the limit
-    scores = torch.where((q_pos[:, None] - k_pos[None, :]) > max_distance, limited, scores)
+    scores = torch.where(distance_limit(q_pos, k_pos, max_distance)["far"], limited, scores)
     pseudo = rotated(q, torch.full_like(q_pos, insert_at)) @ k.transpose(-2, -1) / D**0.5  # all at insert_at
     best = pseudo.masked_fill(~middle, float("-inf")).topk(min(top_k, S), dim=-1).indices  # (B, H, N, top_k)
     chosen = torch.zeros_like(pseudo, dtype=torch.bool).scatter_(-1, best, True) & middle  # (B, H, N, S)
@@ -190,21 +160,15 @@ def lambda_forward(
     return_weights, also returns per layer those queries' attention weights (B, H, N, T), N = T -
     first_query, or None in layers without top-k.
     """
-    if not isinstance(model, MiniLLM):
-        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
-    model._check_inputs(ids, None, None, None, None)  # MiniLLM's own rules for ids (B, T)
-    B, T = ids.shape
+    check_instance("model", model, MiniLLM)
+    B, T = model.check_inputs(ids)  # MiniLLM's own rules for ids (B, T)
     masks.lambda_shaped(n_global, n_local)  # validates n_global and n_local before any work
     insert_at = n_local // 2 if insert_at is None else insert_at
     first_query = T - 1 if first_query is None else first_query
-    for name, value, minimum in (("max_distance", max_distance, 1), ("top_k", top_k, 0), ("insert_at", insert_at, 0)):
-        check_int(name, value, minimum)
-    check_int("from_layer", from_layer, 0)  # past the last layer: no layer uses top-k
-    check_int("first_query", first_query)
-    if not 0 <= first_query < T:
-        raise ValueError(f"first_query must lie in 0..{T - 1}, got {first_query}")
+    check_ints(max_distance=(max_distance, 1), top_k=(top_k, 0), insert_at=(insert_at, 0), from_layer=(from_layer, 0))
+    check_int("first_query", first_query, 0, T - 1)
     check_bool("return_weights", return_weights)
-    check_mode(mode)
+    check_choice("mode", mode, DISTANCE_MODES)
     q_pos = torch.arange(first_query, T, device=ids.device)  # (N,) the queries that may look at the middle
     sizes = (n_global, n_local, max_distance, top_k, insert_at)
     x = model.embed(ids)  # (B, T, C)

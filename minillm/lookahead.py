@@ -21,14 +21,7 @@ from . import masks
 from .attention import AttentionStep
 from .cache import KVCache
 from .sampling import draw
-
-
-def check_int(name: str, value: int, minimum: int) -> None:
-    """Raise TypeError unless `value` is an int (not a bool), ValueError if it is below `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+from .validate import check_int
 
 
 class NGramPool:

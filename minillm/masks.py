@@ -20,14 +20,9 @@ from collections.abc import Callable
 
 import torch
 
+from .validate import check_int
+
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _check_size(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def causal() -> MaskMod:
@@ -41,7 +36,7 @@ def causal() -> MaskMod:
 
 def sliding_window(window: int) -> MaskMod:
     """The query and the `window` tokens before it: `window + 1` keys per query (once t >= window)."""
-    _check_size("window", window, 1)
+    check_int("window", window, 1)
 
     def sliding_window_mask(b, h, q_idx, kv_idx):
         return (q_idx >= kv_idx) & (q_idx - kv_idx <= window)
@@ -51,8 +46,8 @@ def sliding_window(window: int) -> MaskMod:
 
 def sink_window(n_sink: int, window: int) -> MaskMod:
     """StreamingLLM: the first `n_sink` tokens (attention sinks) plus a sliding window."""
-    _check_size("n_sink", n_sink, 0)
-    _check_size("window", window, 1)
+    check_int("n_sink", n_sink, 0)
+    check_int("window", window, 1)
 
     def sink_window_mask(b, h, q_idx, kv_idx):
         return (q_idx >= kv_idx) & ((kv_idx < n_sink) | (q_idx - kv_idx <= window))
@@ -62,8 +57,8 @@ def sink_window(n_sink: int, window: int) -> MaskMod:
 
 def lambda_shaped(n_global: int, n_local: int) -> MaskMod:
     """LM-Infinite's Λ: the first `n_global` tokens plus the `n_local` most recent (query included)."""
-    _check_size("n_global", n_global, 0)
-    _check_size("n_local", n_local, 1)
+    check_int("n_global", n_global, 0)
+    check_int("n_local", n_local, 1)
 
     def lambda_mask(b, h, q_idx, kv_idx):
         return (q_idx >= kv_idx) & ((kv_idx < n_global) | (q_idx - kv_idx < n_local))
@@ -75,8 +70,8 @@ def materialize(mask_mod: MaskMod, q_len: int, kv_len: int | None = None) -> tor
     """The boolean mask (q_len, kv_len) of `mask_mod`, query i against key j (FlexAttention's
     alignment: both count from 0)."""
     kv_len = q_len if kv_len is None else kv_len
-    _check_size("q_len", q_len, 1)
-    _check_size("kv_len", kv_len, 1)
+    check_int("q_len", q_len, 1)
+    check_int("kv_len", kv_len, 1)
     if not callable(mask_mod):
         raise TypeError(f"mask_mod must be callable, got {type(mask_mod).__name__}")
     q_idx = torch.arange(q_len)[:, None]

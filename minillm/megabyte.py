@@ -31,10 +31,11 @@ import torch.nn.functional as F
 
 from .cache import DenseCache
 from .config import ModelConfig
+from .kv_cache import run_blocks
 from .model import Block, MiniLLM, full_sequence_step
-from .sampling import draw
+from .sampling import check_sampling, choose
 from .tokenizer import ByteTokenizer
-from .validate import check_token_ids
+from .validate import check_ids, check_instance, check_int, check_token_ids
 
 PAD = ByteTokenizer.pad_id
 
@@ -55,13 +56,9 @@ class MegabyteConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        ints = [f.name for f in fields(self) if f.type == "int"]
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"MegabyteConfig.{name} must be an int, got {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"MegabyteConfig.{name} must be positive, got {value}")
+        for f in fields(self):
+            if f.type == "int":
+                check_int(f"MegabyteConfig.{f.name}", getattr(self, f.name), 1)
         if self.vocab_size <= PAD:  # PAD fills the last patch, so it must have an embedding
             raise ValueError(
                 f"MegabyteConfig.vocab_size must be > {PAD} (bytes, BOS, SINK, PAD), got {self.vocab_size}"
@@ -125,9 +122,7 @@ class Megabyte(nn.Module):
 
     def __init__(self, config: MegabyteConfig) -> None:
         super().__init__()
-        if not isinstance(config, MegabyteConfig):
-            raise TypeError(f"config must be a MegabyteConfig, got {type(config).__name__}")
-        self.config = c = config
+        self.config = c = check_instance("config", config, MegabyteConfig)
         # Patch embedder: h_emb[t] = E_global[x_t] + E_pos[t], D_G each, concatenated per patch.
         self.global_embed = nn.Embedding(c.vocab_size, c.d_global)
         self.global_pos = nn.Embedding(c.max_seq_len, c.d_global)
@@ -207,30 +202,11 @@ class Megabyte(nn.Module):
     @staticmethod
     def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, cache: DenseCache | None = None) -> torch.Tensor:
         """x (N, n, C) through a stack: causal from position 0, or after what the cache holds."""
-        n = x.shape[1]
-        if cache is None:
-            step = full_sequence_step(n, None, None, x.device)
-        else:
-            cache.attach(blocks)  # a stack's cache belongs to that stack: the other one refuses it
-            step = cache.begin(n, x.device)
-        try:
-            for layer, block in enumerate(blocks):
-                x, _ = block(x, step, cache, layer)
-            if cache is not None:
-                cache.end()
-        except BaseException:  # interrupted: the cache goes back to where it was (as in MiniLLM.forward)
-            if cache is not None:
-                cache.abort()
-            raise
-        return x
+        step = None if cache is not None else full_sequence_step(x.shape[1], None, None, x.device)
+        return run_blocks(blocks, x, step, cache, owner=blocks)[0]  # a stack's cache belongs to that stack
 
     def _check_ids(self, ids: torch.Tensor) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32):
-            raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
-        if ids.dim() != 2 or ids.shape[1] == 0:
-            raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
-        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            raise ValueError(f"ids must lie in 0..{self.config.vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
+        check_ids(ids, self.config.vocab_size)
         if ids.shape[1] > self.config.max_seq_len:
             raise ValueError(
                 f"T={ids.shape[1]} exceeds max_patches * patch_size = {self.config.max_seq_len} "
@@ -249,11 +225,15 @@ class Megabyte(nn.Module):
     ) -> list[int]:
         """New bytes after prompt_ids (greedy unless a temperature is given). Counters in self.stats.
 
+        Sampling follows `minillm.sampling`: temperature 0 (or None, the default) is greedy, a
+        temperature > 0 draws from softmax(logits / temperature) over the top_k largest logits.
+
         The global model runs once per patch (the prompt's patches in one call), with a DenseCache
         across patches; the local model runs once per byte, with a fresh DenseCache per patch.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        check_int("max_new_tokens", max_new_tokens, 0)
+        temperature = 0.0 if temperature is None else temperature  # None: the old spelling of greedy
+        check_sampling(temperature, top_k)
         if not (self.shift_global and self.shift_local):
             raise RuntimeError("generate needs both shifts on (shift_global and shift_local)")
         P, device = self.config.patch_size, self.head.weight.device
@@ -286,25 +266,8 @@ class Megabyte(nn.Module):
             local_done = p + 1
             if keep_logits:
                 stats.logits.append(logits.clone())
-            seq[0, t] = sample_next(logits, temperature, top_k, generator)
+            seq[0, t] = choose(logits, temperature, top_k, generator)
         return seq[0, n:total].tolist()
-
-
-def sample_next(
-    logits: torch.Tensor, temperature: float | None, top_k: int | None, generator: torch.Generator | None
-) -> int:
-    """argmax of logits (V,) when temperature is None, else a draw from softmax(logits / temperature)."""
-    if temperature is None:
-        return int(logits.argmax())
-    if not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature must be finite and > 0 (or None for greedy), got {temperature}")
-    logits = logits.float() / temperature
-    if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1 (or None), got {top_k!r}")
-        kth = torch.topk(logits, min(top_k, len(logits))).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return draw(torch.softmax(logits.double(), -1).cpu(), generator)
 
 
 def next_byte_logits(model: Megabyte | MiniLLM, ids: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from . import masks, validate
 from .attention import AttentionStep, distance_limit, repeat_kv, rope_attention
-from .cache import KVCache
 from .config import ModelConfig
+from .kv_cache import KVCache, run_blocks
 
 
 @dataclass
@@ -144,9 +144,7 @@ def full_sequence_step(
 class MiniLLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = validate.check_instance("config", config, ModelConfig)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = make_norm(config)
@@ -182,44 +180,27 @@ class MiniLLM(nn.Module):
         scored as max_distance (LM-Infinite). With a cache the tokens follow the cached ones and
         the cache decides positions, mask and distances: the other three must then be None.
         """
-        validate.model_inputs(ids, positions)
-        self._check_inputs(ids, positions, mask_mod, cache, max_distance)
-        B, T = ids.shape
-        if cache is None:
-            step = full_sequence_step(T, positions, mask_mod, ids.device, max_distance)
-        else:
-            cache.attach(self)  # refuses a cache another model filled
-            step = cache.begin(T, ids.device)
-        x = self.embed(ids)  # (B, T, C)
-        attn = []
-        try:
-            for layer, block in enumerate(self.blocks):
-                x, weights = block(x, step, cache, layer, return_attn)
-                attn.append(weights)
-            if cache is not None:
-                cache.end()
-        except BaseException:  # an interrupted forward (Ctrl-C, an error in a layer) leaves no trace
-            if cache is not None:
-                cache.abort()
-            raise
+        B, T = self.check_inputs(ids, positions, mask_mod, cache, max_distance)
+        step = None if cache is not None else full_sequence_step(T, positions, mask_mod, ids.device, max_distance)
+        x, attn = run_blocks(self.blocks, self.embed(ids), step, cache, self, return_attn)  # (B, T, C)
         logits = self.head(self.norm(x))  # (B, T, V)
         return ModelOutput(logits, attn if return_attn else None)
 
-    def _check_inputs(self, ids, positions, mask_mod, cache, max_distance) -> None:
-        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32, torch.int64):
-            raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
-        if ids.dim() != 2 or ids.shape[1] == 0:
-            raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
-        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            raise ValueError(f"ids must lie in 0..{self.config.vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
+    def check_inputs(
+        self,
+        ids: object,
+        positions: object = None,
+        mask_mod: object = None,
+        cache: object = None,
+        max_distance: object = None,
+    ) -> tuple[int, int]:
+        """forward's rules for its arguments, in one place (other entry points that run this model,
+        such as `lambda_forward`, apply them too): returns (B, T)."""
+        B, T = validate.check_ids(ids, self.config.vocab_size)
+        validate.check_positions(positions, T)
         if cache is not None:
-            if not isinstance(cache, KVCache):
-                raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
+            validate.check_instance("cache", cache, KVCache)
             if positions is not None or mask_mod is not None or max_distance is not None:
                 raise ValueError("with a cache, leave positions, mask_mod and max_distance to the cache (pass None)")
-        if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, int)):
-            raise TypeError(f"max_distance must be an int or None, got {type(max_distance).__name__}")
-        if max_distance is not None and max_distance < 1:
-            raise ValueError(f"max_distance must be >= 1, got {max_distance}")
-        if positions is not None and (positions.dim() != 1 or len(positions) != ids.shape[1]):
-            raise ValueError(f"positions must have shape (T,) with T={ids.shape[1]}, got {tuple(positions.shape)}")
+        validate.check_int("max_distance", max_distance, 1, optional=True)
+        return B, T

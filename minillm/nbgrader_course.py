@@ -30,7 +30,9 @@ from pathlib import Path
 
 import nbformat
 
-from .course import BEGIN, END, ROOT, is_solution_only, strip_solutions
+from .markers import BEGIN, END, is_solution_only, strip_solutions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 POINTS_PER_CHECK = 1
 CHECK_LINE = re.compile(r"^(ch\d\d\.check_(\w+)\(.*\))[ \t]*$", re.M)

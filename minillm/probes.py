@@ -10,15 +10,14 @@ from __future__ import annotations
 import torch
 
 from . import validate
-from .model import MiniLLM, repeat_kv
+from .attention import repeat_kv
+from .model import MiniLLM
 from .rope import apply_rope
 
 
 def _check_model_ids(model: object, ids: object) -> None:
     """A MiniLLM and token ids (B, T) by its own rules (integer tensor, in its vocabulary)."""
-    if not isinstance(model, MiniLLM):
-        raise TypeError(f"model must be a MiniLLM, got {type(model).__name__}")
-    model._check_inputs(ids, None, None, None, None)
+    validate.check_instance("model", model, MiniLLM).check_inputs(ids)
 
 
 def _check_weights(weights: object) -> torch.Tensor:

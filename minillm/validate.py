@@ -17,15 +17,35 @@ from collections.abc import Callable
 import torch
 
 
-def check_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
-    """`value` as an int, which it must be (not a bool, not a float), within [minimum, maximum]."""
+def check_int(
+    name: str, value: object, minimum: int | None = None, maximum: int | None = None, *, optional: bool = False
+) -> int | None:
+    """`value` as an int, which it must be (not a bool, not a float), within [minimum, maximum];
+    None too if `optional`."""
+    if optional and value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeError(f"{name} must be an int{' or None' if optional else ''}, got {type(value).__name__}")
     value = int(value)
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise ValueError(f"{name} must lie in {minimum}..{maximum}, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
+    return value
+
+
+def check_ints(**rules: tuple[object, int]) -> None:
+    """check_int for several arguments in one line: check_ints(top_k=(top_k, 0), window=(window, 1))."""
+    for name, (value, minimum) in rules.items():
+        check_int(name, value, minimum)
+
+
+def check_instance(name: str, value: object, kind: type) -> object:
+    """`value`, which must be an instance of `kind` (a model, a config, a cache)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -38,6 +58,13 @@ def check_float(name: str, value: object, minimum: float | None = None, *, above
         raise ValueError(f"{name} must be finite, got {value}")
     if minimum is not None and (value <= minimum if above else value < minimum):
         raise ValueError(f"{name} must be {'>' if above else '>='} {minimum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple) -> object:
+    """`value`, which must be one of `choices` (a mode given by name, e.g. "clamp")."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
@@ -152,18 +179,32 @@ def check_mask_rows(name: str, mask: torch.Tensor) -> None:
         raise ValueError(f"{name} gives query row {row} no key to attend to (every row must see at least one key)")
 
 
-def model_inputs(ids: object, positions: object) -> None:
-    """What MiniLLM.forward's own checks leave out: an empty batch, and positions that are not an
-    integer tensor or go backwards (RoPE would rotate by them without complaint)."""
-    if isinstance(ids, torch.Tensor) and ids.dim() == 2 and ids.shape[0] == 0:
+def check_ids(ids: object, vocab_size: int) -> tuple[int, int]:
+    """A model's token ids: an integer tensor (B, T), B and T >= 1, each id in 0..vocab_size-1.
+    Returns (B, T)."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32):
+        raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
+    if ids.shape[0] == 0:
         raise ValueError(f"ids must have shape (B, T) with B >= 1, got {tuple(ids.shape)}")
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise ValueError(f"ids must lie in 0..{vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
+    return ids.shape[0], ids.shape[1]
+
+
+def check_positions(positions: object, T: int) -> None:
+    """RoPE positions of T tokens: None, or an integer tensor (T,) that never goes backwards (RoPE
+    would rotate by any positions without complaint)."""
     if positions is None:
         return
     if not isinstance(positions, torch.Tensor):
         raise TypeError(f"positions must be an integer tensor (T,) or None, got {type(positions).__name__}")
     if not _integer(positions):
         raise TypeError(f"positions must be an integer tensor (T,), got {positions.dtype}")
-    if positions.dim() == 1 and len(positions) > 1 and (positions[1:] < positions[:-1]).any():
+    if positions.dim() != 1 or len(positions) != T:
+        raise ValueError(f"positions must have shape (T,) with T={T}, got {tuple(positions.shape)}")
+    if len(positions) > 1 and (positions[1:] < positions[:-1]).any():
         raise ValueError("positions must be non-decreasing (token t sits at or after token t-1)")
 
 

@@ -564,10 +564,10 @@ def _viz(fn, *args, **kwargs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from minillm import viz
+    from minillm import explorer, viz
 
     try:
-        return getattr(viz, fn)(*args, **kwargs)
+        return getattr(viz if hasattr(viz, fn) else explorer, fn)(*args, **kwargs)
     finally:
         plt.close("all")
 

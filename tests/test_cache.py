@@ -103,11 +103,11 @@ def test_lambda_cache_equals_dense_while_the_stream_fits_the_local_window(small_
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: SinkCache(-1, 4), "n_sink must be >= 0"),
-        (lambda: SinkCache(4, 0), "window must be >= 1"),
-        (lambda: WindowCache(0), "window must be >= 1"),
-        (lambda: LambdaCache(4, 0, 8), "n_local must be >= 1"),
-        (lambda: LambdaCache(4, 8, 0), "max_distance must be >= 1"),
+        (lambda: SinkCache(-1, 4), "n_sink must be an int >= 0"),
+        (lambda: SinkCache(4, 0), "window must be an int >= 1"),
+        (lambda: WindowCache(0), "window must be an int >= 1"),
+        (lambda: LambdaCache(4, 0, 8), "n_local must be an int >= 1"),
+        (lambda: LambdaCache(4, 8, 0), "max_distance must be an int >= 1"),
     ],
 )
 def test_impossible_cache_sizes_raise_value_error(make, message):

@@ -28,7 +28,7 @@ def readable(fast: FastCache) -> KVCache:
         far_pairs = type(fast).far_pairs
 
     cache = Readable()
-    for name in ("n_sink", "window", "n_global", "n_local", "max_distance", "mode", "mask_mod"):
+    for name in ("n_fixed", "n_recent", "n_sink", "window", "n_global", "n_local", "max_distance", "mode", "mask_mod"):
         if hasattr(fast, name):
             setattr(cache, name, getattr(fast, name))
     return cache

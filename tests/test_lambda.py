@@ -82,8 +82,8 @@ def test_lambda_cache_memory_is_constant(small_model):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda q: lambda_attention(q, q, q, -1, 4, 4), "n_global must be >= 0"),
-        (lambda q: lambda_attention(q, q, q, 1, 0, 4), "n_local must be >= 1"),
+        (lambda q: lambda_attention(q, q, q, -1, 4, 4), "n_global must be an int >= 0"),
+        (lambda q: lambda_attention(q, q, q, 1, 0, 4), "n_local must be an int >= 1"),
         (lambda q: lambda_attention(q, q, q, 1, 4, 0), "max_distance must be an int >= 1"),
         (lambda q: lambda_attention(q, q[:, :, :3], q, 1, 4, 4), "must share one shape"),
     ],
@@ -94,7 +94,7 @@ def test_bad_lambda_arguments(call, message):
 
 
 def test_model_rejects_a_bad_distance_limit(small_model):
-    with pytest.raises(ValueError, match="max_distance must be >= 1"):
+    with pytest.raises(ValueError, match="max_distance must be an int >= 1"):
         small_model(torch.ones(1, 3, dtype=torch.long), max_distance=0)
     with pytest.raises(TypeError, match="max_distance must be an int"):
         small_model(torch.ones(1, 3, dtype=torch.long), max_distance=2.5)

@@ -163,8 +163,9 @@ def test_sampling_with_top_k_1_is_greedy_and_a_seeded_draw_repeats() -> None:
     assert model.generate(prompt, 9, temperature=0.7, top_k=1) == greedy
     draws = [model.generate(prompt, 9, temperature=1.0, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
     assert draws[0] == draws[1]
+    assert model.generate(prompt, 9, temperature=0.0) == greedy  # the package's one convention: 0 is greedy
     with pytest.raises(ValueError, match="temperature"):
-        model.generate(prompt, 2, temperature=0.0)
+        model.generate(prompt, 2, temperature=-1.0)
 
 
 def test_inputs_longer_than_the_learned_positions_raise() -> None:

@@ -107,10 +107,10 @@ def test_mask_mods_agree_with_flex_attention_masks(mask_mod):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: masks.sliding_window(0), "window must be >= 1"),
-        (lambda: masks.sink_window(-1, 4), "n_sink must be >= 0"),
-        (lambda: masks.lambda_shaped(2, 0), "n_local must be >= 1"),
-        (lambda: masks.materialize(masks.causal(), 0), "q_len must be >= 1"),
+        (lambda: masks.sliding_window(0), "window must be an int >= 1"),
+        (lambda: masks.sink_window(-1, 4), "n_sink must be an int >= 0"),
+        (lambda: masks.lambda_shaped(2, 0), "n_local must be an int >= 1"),
+        (lambda: masks.materialize(masks.causal(), 0), "q_len must be an int >= 1"),
     ],
 )
 def test_bad_mask_sizes_raise_value_error(make, message):

@@ -37,12 +37,12 @@ def test_config_defaults_are_small_and_consistent():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"d_model": 0}, "d_model must be positive"),
-        ({"n_layers": -1}, "n_layers must be positive"),
+        ({"d_model": 0}, "d_model must be an int >= 1"),
+        ({"n_layers": -1}, "n_layers must be an int >= 1"),
         ({"d_model": 30, "n_heads": 4}, "divisible by n_heads"),
         ({"d_model": 12, "n_heads": 4}, "must be even for RoPE"),
         ({"rope_base": 1.0}, "rope_base must be > 1"),
-        ({"max_seq_len": 0}, "max_seq_len must be positive"),
+        ({"max_seq_len": 0}, "max_seq_len must be an int >= 1"),
         ({"norm_eps": 0.0}, "norm_eps must be > 0"),
     ],
 )

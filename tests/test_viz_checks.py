@@ -7,10 +7,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from minillm import masks, viz  # noqa: E402
+from minillm import explorer, masks, viz  # noqa: E402
 from minillm.check_env import main as check_env  # noqa: E402
 from minillm.checks import ch00, ch01, run_check  # noqa: E402
-from minillm.viz import attention_explorer, attention_grid, plot_attention, plot_curves, plot_mask  # noqa: E402
+from minillm.explorer import attention_explorer  # noqa: E402
+from minillm.viz import attention_grid, plot_attention, plot_curves, plot_mask  # noqa: E402
 
 
 def test_plot_mask_draws_exactly_the_materialized_mask():
@@ -128,41 +129,41 @@ def test_tick_labels_are_thinned_past_forty_tokens():
 
 
 def test_explorer_picture_keeps_newlines_and_says_when_it_cuts_the_text(small_model):
-    pic = viz.explorer_picture(small_model, "a\nb", 1, 2, masks.causal())
+    pic = explorer.explorer_picture(small_model, "a\nb", 1, 2, masks.causal())
     assert pic.tokens[1:] == [97, 10, 98] and pic.weights.shape == (4, 4) and pic.mask.shape == (4, 4)
     assert pic.message == "3 bytes (limit 128 bytes)"  # 4 x max_seq_len = 4 x 32
-    long = viz.explorer_picture(small_model, "x" * 200, 0, 0, masks.causal())
+    long = explorer.explorer_picture(small_model, "x" * 200, 0, 0, masks.causal())
     assert long.message == "showing the first 128 of 200 bytes (limit 128 bytes)"
     assert long.weights.shape == (129, 129)
 
 
 def test_explorer_picture_of_an_empty_text_is_a_message_not_a_square(small_model):
-    pic = viz.explorer_picture(small_model, "", 0, 0, masks.causal())
+    pic = explorer.explorer_picture(small_model, "", 0, 0, masks.causal())
     assert pic.weights is None and "empty" in pic.message
-    ax = viz.draw_explorer_picture(pic, plt.subplots()[1], "t")
+    ax = explorer.draw_explorer_picture(pic, plt.subplots()[1], "t")
     assert not ax.get_images() and "empty" in ax.texts[0].get_text()
     plt.close("all")
 
 
 def test_explorer_picture_follows_layer_head_and_mask(small_model):
-    causal = viz.explorer_picture(small_model, "hello, world", 0, 0, masks.causal())
-    window = viz.explorer_picture(small_model, "hello, world", 0, 0, masks.sliding_window(2))
-    other = viz.explorer_picture(small_model, "hello, world", 1, 3, masks.causal())
+    causal = explorer.explorer_picture(small_model, "hello, world", 0, 0, masks.causal())
+    window = explorer.explorer_picture(small_model, "hello, world", 0, 0, masks.sliding_window(2))
+    other = explorer.explorer_picture(small_model, "hello, world", 1, 3, masks.causal())
     assert not torch.equal(causal.weights, window.weights) and not torch.equal(causal.weights, other.weights)
     assert torch.equal(window.weights > 0, window.mask)  # the weights are zero exactly where masked
     with pytest.raises(ValueError, match="layer must be in 0..1"):
-        viz.explorer_picture(small_model, "a", 2, 0, masks.causal())
+        explorer.explorer_picture(small_model, "a", 2, 0, masks.causal())
     with pytest.raises(ValueError, match="head must be in 0..3"):
-        viz.explorer_picture(small_model, "a", 0, 4, masks.causal())
+        explorer.explorer_picture(small_model, "a", 0, 4, masks.causal())
     with pytest.raises(TypeError, match="text must be a str"):
-        viz.explorer_picture(small_model, b"a", 0, 0, masks.causal())
+        explorer.explorer_picture(small_model, b"a", 0, 0, masks.causal())
 
 
 def test_fixed_colour_scale_is_the_same_for_every_picture(small_model):
     scales = []
     for text in ("ab", "a much longer text"):
-        pic = viz.explorer_picture(small_model, text, 0, 0, masks.causal())
-        ax = viz.draw_explorer_picture(pic, plt.subplots()[1], "t", fixed_scale=True)
+        pic = explorer.explorer_picture(small_model, text, 0, 0, masks.causal())
+        ax = explorer.draw_explorer_picture(pic, plt.subplots()[1], "t", fixed_scale=True)
         scales.append(ax.get_images()[0].get_clim())
     assert scales == [(0.0, 1.0), (0.0, 1.0)]
     plt.close("all")
@@ -171,7 +172,7 @@ def test_fixed_colour_scale_is_the_same_for_every_picture(small_model):
 def test_attention_explorer_redraws_when_a_control_changes(small_model, monkeypatch):
     drawn = []
     monkeypatch.setattr(
-        viz, "draw_explorer_picture", lambda pic, ax, title, log, fixed_scale: drawn.append((title, pic))
+        explorer, "draw_explorer_picture", lambda pic, ax, title, log, fixed_scale: drawn.append((title, pic))
     )
     widget = attention_explorer(small_model, text="hello")
     text_box, info, (layer, head), (mask, _log, fixed) = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from minillm import masks
+from minillm.validate import check_bool, check_int
 
 
 def full() -> masks.MaskMod:
@@ -29,21 +30,12 @@ def full() -> masks.MaskMod:
 
 def check_mask_args(n_sink: int, window: int | None, causal: bool) -> None:
     """Raise TypeError/ValueError for arguments that name no mask this package supports."""
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if isinstance(n_sink, bool) or not isinstance(n_sink, int):
-        raise TypeError(f"n_sink must be an int, got {type(n_sink).__name__}")
-    if n_sink < 0:
-        raise ValueError(f"n_sink must be >= 0, got {n_sink}")
-    if window is not None:
-        if isinstance(window, bool) or not isinstance(window, int):
-            raise TypeError(f"window must be an int or None, got {type(window).__name__}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        if not causal:
-            # A window is a causal idea here (StreamingLLM evicts the past); a bidirectional band
-            # would need a mask_mod that minillm.masks does not define, so we refuse it.
-            raise ValueError("window requires causal=True (a sliding window looks back, never ahead)")
+    check_bool("causal", causal)
+    check_int("n_sink", n_sink, 0)
+    if check_int("window", window, 1, optional=True) is not None and not causal:
+        # A window is a causal idea here (StreamingLLM evicts the past); a bidirectional band
+        # would need a mask_mod that minillm.masks does not define, so we refuse it.
+        raise ValueError("window requires causal=True (a sliding window looks back, never ahead)")
 
 
 def mask_mod_for(n_sink: int = 0, window: int | None = None, causal: bool = True) -> masks.MaskMod:

@@ -18,8 +18,8 @@ import torch
 
 from minillm.validate import check_finite
 
-from . import TRITON_AVAILABLE, TRITON_INTERPRETED, TRITON_UNAVAILABLE_REASON
 from .attention_torch import blocked_attention, reference_attention
+from .backend import TRITON_AVAILABLE, TRITON_INTERPRETED, TRITON_UNAVAILABLE_REASON
 from .block_map import check_mask_args
 
 __all__ = ["block_sparse_attention", "blocked_attention", "reference_attention", "default_block_size"]

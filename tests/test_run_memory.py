@@ -36,3 +36,14 @@ def test_a_missing_process_has_no_peak():
 @pytest.mark.parametrize("key", sorted(PEAKS))
 def test_every_recorded_peak_is_a_plausible_number_of_megabytes(key):
     assert isinstance(PEAKS[key], int) and 100 < PEAKS[key] < 16_000, PEAKS[key]
+
+
+def test_the_readme_quotes_the_largest_recorded_peaks():
+    """The hub guide's memory advice rests on run_times.json: its largest lecture peak, and the
+    largest peak of any practice notebook (exercises or solutions)."""
+    readme = (course.ROOT / "README.md").read_text()
+    lecture = max((v, k) for k, v in PEAKS.items() if k.startswith("notebooks/"))
+    practice = max(v for k, v in PEAKS.items() if not k.startswith("notebooks/"))
+    chapter = Path(lecture[1]).name[:2]
+    assert f"chapter {chapter}'s lecture at {lecture[0]:,} MB" in readme
+    assert f"no practice notebook passes {practice:,} MB" in readme

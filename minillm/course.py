@@ -28,6 +28,7 @@ from pathlib import Path
 
 import nbformat
 
+from .figures import ENV as FIGURES_ENV
 from .markers import (  # noqa: F401  (re-exported: the markers' names were importable from here)
     BEGIN,
     END,
@@ -65,7 +66,9 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    os.environ["MINILLM_RECORD_FIGURES"] = _key(path) if write else ""  # minillm.figures.record writes only then
+    # minillm.figures.record writes only in a kernel told which notebook it runs, and only this one:
+    # the variable goes to the kernel's environment, never this process's (nbval runs after us in pytest).
+    kernel_env = {**os.environ, FIGURES_ENV: _key(path) if write else ""}
     peak: list[float | None] = [None]
 
     def after_cell(**_) -> None:  # VmHWM only grows: read after the last cell, it is the run's peak
@@ -80,7 +83,7 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
         on_cell_executed=after_cell,
     )
     start = time.time()
-    client.execute()
+    client.execute(env=kernel_env)
     seconds = time.time() - start
     if path.parent.name == "exercises":
         hide_predictions(nb)  # the learner's answers: computed, so the cells work, but not shipped

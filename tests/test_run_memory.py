@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -23,7 +24,10 @@ def test_a_run_records_the_kernels_peak_not_its_final_memory(tmp_path, monkeypat
     monkeypatch.setattr(course, "ROOT", tmp_path)
     monkeypatch.setattr(course, "README", tmp_path / "README.md")
     monkeypatch.setattr(course, "RUN_TIMES", tmp_path / "notebooks" / "run_times.json")
+    monkeypatch.delenv("MINILLM_RECORD_FIGURES", raising=False)
     course.execute(path)
+    # Only the kernel is told to record figures: nbval's kernels, started later by this process, must not be.
+    assert "MINILLM_RECORD_FIGURES" not in os.environ
     entry = course.load_run_times()["notebooks"]["notebooks/01_x.ipynb"]
     assert entry["seconds"] > 0
     assert 400 <= entry["peak_rss_mb"] < 4000  # the 400 MB block was freed before the last cell ran

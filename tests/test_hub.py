@@ -5,17 +5,21 @@ The test creates three system users, starts JupyterHub on 127.0.0.1 (LocalProces
 user's server runs as that user, from this Python environment) and then, as a class would:
 
 1. the instructor fills the shared model cache with the documented command, in their own kernel;
-2. student 2 loads SmolLM2 from it (no write access) and student 1 runs chapter 02's practice
-   notebook, cell by cell, in their kernel;
-3. the instructor generates and releases chapter 02 through the exchange; each student fetches
-   it, fills it in through the server's contents API (one correctly, one with a wrong answer)
-   and submits; the instructor collects and autogrades: 4/4 and 3/4, exactly;
-4. the hub is stopped, and no process of the three users, nor the proxy, is left (asserted);
+2. student 2 loads SmolLM2 from it (no write access);
+3. the instructor generates and releases chapter 02 through the exchange; each student fetches it;
+4. in a real browser (headless Chromium, driven by Playwright): student 1 logs in on the hub's
+   login page, the hub starts their server and sends them to their JupyterLab, where they open
+   the practice notebook they fetched and run every cell; the page must show their name, the
+   notebook's title and each untouched check's "not implemented yet", and log no errors;
+5. each student fills it in through the server's contents API (one correctly, one with a wrong
+   answer) and submits; the instructor collects and autogrades: 4/4 and 3/4, exactly;
+6. the hub is stopped, and no process of the three users, nor the proxy, is left (asserted);
    the users and their homes are removed.
 
 It needs root (to create users and let the hub switch to them), `useradd`/`userdel`,
 jupyterhub and nbgrader (the `[instructor]` extra), `configurable-http-proxy` on PATH (npm; see
-`.ci/hub-setup`) and an environment other users can read; it skips, saying which is missing,
+`.ci/hub-setup`), an environment other users can read, and Playwright with Debian's Chromium
+(`tests/browser_support.py`); it skips, saying which is missing,
 anywhere else. Every step is also the README's deployment guide, tested.
 """
 
@@ -27,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,8 +43,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_support import KERNEL_IDLE, LAB_ARGS, chromium_page, free_port, why_no_browser, write_lab_settings
 
-from minillm.course import ROOT
 from minillm.pretrained import FETCHED, cache_dir
 
 ASSIGNMENT = "02_window_attention"
@@ -70,6 +73,8 @@ def _why_not() -> str | None:
             __import__(module)
         except ImportError:
             return f"{module} is not installed (pip install -e '.[instructor]')"
+    if (browser := why_no_browser()) is not None:
+        return f"its browser step: {browser}"
     if not (BIN / "jupyterhub-singleuser").exists():
         return f"no jupyterhub-singleuser beside {sys.executable}"
     # As the hub's spawner does: drop to another user in Python, then exec (setpriv would exec first
@@ -97,32 +102,27 @@ REASON = _why_not()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"hub test: {REASON}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Hub:
     """A JupyterHub for the test's users, and the calls the test makes through it."""
 
     def __init__(self, base: Path, users: dict[str, str], env: dict[str, str]) -> None:
         self.base, self.users, self.token = base, users, secrets.token_hex(32)
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.password = secrets.token_hex(16)  # every user's, for the browser step's login page
+        self.url = f"http://127.0.0.1:{free_port()}"
         config = base / "jupyterhub_config.py"
         config.write_text(
             textwrap.dedent(f"""
             c = get_config()  # noqa: F821
             c.JupyterHub.bind_url = {self.url!r}
             c.JupyterHub.hub_ip = "127.0.0.1"
-            c.JupyterHub.hub_port = {_free_port()}
-            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{_free_port()}"
+            c.JupyterHub.hub_port = {free_port()}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
             c.ConfigurableHTTPProxy.pid_file = {str(base / "proxy.pid")!r}
             c.JupyterHub.db_url = "sqlite:///{base / "hub.sqlite"}"
             c.JupyterHub.cookie_secret_file = {str(base / "cookie_secret")!r}
             c.JupyterHub.pid_file = {str(base / "hub.pid")!r}
             c.JupyterHub.authenticator_class = "dummy"
-            c.DummyAuthenticator.password = {secrets.token_hex(16)!r}  # nobody logs in: the test uses the API
+            c.DummyAuthenticator.password = {self.password!r}
             c.Authenticator.allowed_users = {set(users.values())!r}
             c.Authenticator.admin_users = {{{users["instructor"]!r}}}
             c.JupyterHub.services = [{{"name": "course-test", "api_token": {self.token!r}}}]
@@ -132,6 +132,7 @@ class Hub:
                 "services": ["course-test"],
             }}]
             c.Spawner.cmd = [{str(BIN / "jupyterhub-singleuser")!r}]
+            c.Spawner.args = {LAB_ARGS!r}  # for the browser step
             c.Spawner.environment = {env!r}
             c.Spawner.start_timeout = 120
             c.Spawner.http_timeout = 120
@@ -188,6 +189,10 @@ class Hub:
         for user in users:
             ready = lambda user=user: self.api("GET", f"/hub/api/users/{user}")["servers"].get("", {}).get("ready")  # noqa: E731
             self._wait(ready, 120, f"{user}'s server")
+
+    def stop_server(self, user: str) -> None:
+        self.api("DELETE", f"/hub/api/users/{user}/server")
+        self._wait(lambda: not self.api("GET", f"/hub/api/users/{user}")["servers"], 60, f"{user}'s server to stop")
 
     def kernel(self, user: str) -> str:
         return self.api("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
@@ -253,6 +258,38 @@ def _nbgrader(*args: str) -> str:
         """)
 
 
+def _practice_in_the_browser(hub: Hub, user: str, notebook: str, source: nbformat.NotebookNode, failures: Path) -> None:
+    """`user` logs in on the hub's login page in Chromium; the hub starts their server and sends them to
+    their JupyterLab, where they open `notebook` (released from `source`, untouched) and Run All, as a
+    student does: every cell runs up to the first check, which says "not implemented yet" and raises."""
+    title = source.cells[0].source.splitlines()[0].lstrip("# ")
+    code = [c for c in source.cells if c.cell_type == "code"]
+    first_check = next(i for i, c in enumerate(code) if c.metadata.get("nbgrader", {}).get("grade"))
+    with chromium_page(failures) as page:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", user)
+        page.fill("#password_input", hub.password)
+        page.click("#login_submit")
+        page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)  # through the spawn-pending page
+        page.goto(f"{hub.url}/hub/home")
+        assert user in page.locator("#login_widget").inner_text(), "the hub does not show who is logged in"
+
+        page.goto(f"{hub.url}/user/{user}/lab/tree/{notebook}")
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+        assert title in page.locator(".jp-Notebook h1").first.inner_text()
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        cells = "window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code')"
+        ran = f"{cells}.map(c => c.model.executionCount !== null)"
+        raised = f"{cells}.map(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'))"
+        # Done when every cell ran or one raised (Run All stops there), and the kernel is idle.
+        page.wait_for_function(f"({ran}.every(Boolean) || {raised}.some(Boolean)) && {KERNEL_IDLE}", timeout=300_000)
+        expected = [i <= first_check for i in range(len(code))]
+        assert page.evaluate(ran) == expected, "Run All did not stop at the first check"
+        assert page.evaluate(raised) == [i == first_check for i in range(len(code))]
+        shown = page.locator(".jp-Notebook .jp-CodeCell").nth(first_check).inner_text()
+        assert "not implemented yet" in shown and "AssertionError" in shown, shown[-2000:]
+
+
 def _processes_of(uids: set[int]) -> list[str]:
     """`pid command` of every live process owned by one of `uids`."""
     found = []
@@ -293,7 +330,7 @@ def classroom():
         assert not left, f"processes of the test's users outlived the hub: {left}"
 
 
-def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(classroom):
+def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(classroom, tmp_path):
     from test_nbgrader import WRONG, _submission  # the same correct and wrong answers as the nbgrader test
 
     start = time.monotonic()
@@ -340,7 +377,7 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         assert MODEL in FETCHED
         done("shared cache filled")
 
-        # 2. A student loads SmolLM2 from it without write access; another runs chapter 02's practice notebook.
+        # 2. A student loads SmolLM2 from it without write access.
         load = (
             "import os\nfrom minillm.pretrained import load_pretrained\n"
             f"print(os.access({str(shared)!r}, os.W_OK))\nmodel = load_pretrained({MODEL!r})\n"
@@ -349,12 +386,8 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
         writable, n_params = hub.run(student2, kernels[student2], load).split()  # one student: ~15 s each
         assert writable == "False" and int(n_params) == 134_515_008, (writable, n_params)
         done("a student loaded SmolLM2")
-        practice = nbformat.read(ROOT / "exercises" / f"{ASSIGNMENT}.ipynb", as_version=4)
-        outputs = [hub.run(student1, kernels[student1], c.source) for c in practice.cells if c.cell_type == "code"]
-        assert "not implemented yet" in "".join(outputs)  # the untouched exercise's checks say so, and nothing raised
-        done("practice notebook 02 run")
 
-        # 3. Release, fetch, fill in, submit, collect, autograde: through the exchange, as each user.
+        # 3. Release and fetch: through the exchange, as each user.
         hub.run(instructor, teacher, "import os; os.chdir(os.path.expanduser('~'))")
         hub.run(instructor, teacher, f"from minillm.nbgrader_course import make_course; make_course({'classroom'!r})")
         hub.run(instructor, teacher, "os.chdir('classroom')")
@@ -364,14 +397,27 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
             base / "home" / instructor / "classroom" / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4
         )
         answers = {student1: {}, student2: {"answer_keep": WRONG[ASSIGNMENT]["answer_keep"]}}
-        for student, wrong in answers.items():
+        for student in answers:
             hub.run(student, kernels[student], _nbgrader("fetch_assignment", ASSIGNMENT))
+        done("released and fetched")
+
+        # 4. Student 1 comes back in Chromium: logs in, the hub starts their server, and they run the
+        # practice notebook they fetched, in their JupyterLab.
+        hub.stop_server(student1)
+        write_lab_settings(base / "home" / student1 / ".jupyter" / "lab" / "user-settings")
+        subprocess.run(["chown", "-R", f"{student1}:", str(base / "home" / student1 / ".jupyter")], check=True)
+        _practice_in_the_browser(hub, student1, f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", source, tmp_path)
+        kernels[student1] = hub.kernel(student1)
+        done("a student logged in and ran the practice notebook in Chromium")
+
+        # 5. Fill in, submit, collect, autograde.
+        for student, wrong in answers.items():
             path = f"/user/{student}/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
             release = nbformat.from_dict(hub.api("GET", path)["content"])
             filled = _submission(release, source, wrong)
             hub.api("PUT", path, {"type": "notebook", "format": "json", "content": filled})  # what Save does
             hub.run(student, kernels[student], _nbgrader("submit", ASSIGNMENT))
-        done("released, fetched, filled in, submitted")
+        done("filled in and submitted")
         hub.run(instructor, teacher, _nbgrader("collect", ASSIGNMENT))
         hub.run(instructor, teacher, _nbgrader("autograde", ASSIGNMENT), timeout=600)
         scores = hub.run(

@@ -55,19 +55,37 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
     return rotate(x, cos, sin)
 
 
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (D, base, dtype, device) -> cos, sin
+
+
+def rope_table(
+    n_positions: int, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32, device="cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of `rope_cos_sin` at positions 0..n_positions-1 (at least), (N, D) each, kept and
+    grown by doubling: a cache that writes one position per step looks its angles up (float64 and
+    the trigonometry paid once per position, not once per step). Row p is `rope_cos_sin` at p."""
+    key = (head_dim, float(base), dtype, torch.device(device))
+    table = _TABLES.get(key)
+    if table is None or len(table[0]) < n_positions:
+        size = max(1024, 1 << (n_positions - 1).bit_length())
+        table = _TABLES[key] = rope_cos_sin(torch.arange(size, device=device), head_dim, base, dtype)
+    return table
+
+
 @lru_cache(maxsize=16)
-def _rotate_half_matrix(head_dim: int) -> torch.Tensor:
+def _rotate_half_matrix(head_dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """P with x @ P == rotate_half(x): column j < D/2 takes -x_{j + D/2}, column j >= D/2 takes x_{j - D/2}."""
     half, i = head_dim // 2, torch.arange(head_dim)
     p = torch.zeros(head_dim, head_dim, dtype=torch.float64)
     p[i[half:], i[:half]], p[i[:half], i[half:]] = -1.0, 1.0
-    return p
+    return p.to(dtype=dtype, device=device)
 
 
-@lru_cache(maxsize=64)  # a step's far query sits at the same position step after step
-def rope_matrix(position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def rope_matrix(
+    position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32, device="cpu"
+) -> torch.Tensor:
     """RoPE at one position as a (D, D) matrix, x @ M == rotate(x) at that position: one matmul
-    instead of five elementwise ops, which is what a decoding step of one token pays for."""
-    angles = position * rope_frequencies(head_dim, base)  # (D/2,), float64 as in rope_cos_sin
-    cos, sin = torch.cat((angles, angles)).cos(), torch.cat((angles, angles)).sin()
-    return (torch.diag(cos) + _rotate_half_matrix(head_dim) * sin).to(dtype)  # x cos + rotate_half(x) sin
+    instead of five elementwise ops, which is what a decoding step of one token pays for. Its
+    cos and sin come from `rope_table`, so a new position each step costs no trigonometry."""
+    cos, sin = (t[position] for t in rope_table(position + 1, head_dim, base, dtype, device))  # (D,) each
+    return torch.diag(cos) + _rotate_half_matrix(head_dim, dtype, torch.device(device)) * sin  # x cos + rotate_half(x) sin

@@ -358,8 +358,8 @@ def forward_cost_curve(
     if not sizes:
         raise ValueError("n_new must hold at least one size")
     check_ints(context=(context, 1), repeats=(repeats, 1), seed=(seed, 0))
-    ids = torch.randint(model.config.vocab_size, (1, context + max(sizes)), generator=torch.Generator().manual_seed(seed))
-    ids = ids.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(model.config.vocab_size, (1, context + max(sizes)), generator=generator).to(device)
     cache = LookaheadCache()
     model(ids[:, :context], cache=cache)
     times: dict[int, list[float]] = {n: [] for n in sizes}

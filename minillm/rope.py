@@ -88,4 +88,5 @@ def rope_matrix(
     instead of five elementwise ops, which is what a decoding step of one token pays for. Its
     cos and sin come from `rope_table`, so a new position each step costs no trigonometry."""
     cos, sin = (t[position] for t in rope_table(position + 1, head_dim, base, dtype, device))  # (D,) each
-    return torch.diag(cos) + _rotate_half_matrix(head_dim, dtype, torch.device(device)) * sin  # x cos + rotate_half(x) sin
+    rotate_half_matrix = _rotate_half_matrix(head_dim, dtype, torch.device(device))
+    return torch.diag(cos) + rotate_half_matrix * sin  # x cos + rotate_half(x) sin

@@ -10,8 +10,8 @@ from minillm.cache import DenseCache
 from minillm.config import ModelConfig
 from minillm.decoding import (
     LookaheadDecoder,
-    forward_cost_curve,
     NGramPool,
+    forward_cost_curve,
     greedy,
     jacobi_decode,
     lookahead_decode,

@@ -39,7 +39,9 @@ class FastCache(KVCache):
     Storage, per layer: one buffer [the first `n_fixed` entries | gap | the recent ones | room];
     a forward writes its new entries into the room and eviction moves a pointer. When the room
     runs out, the live entries move to a new buffer twice their size: O(1) per token, amortized.
-    A new distance rule plugs in through `fast_far_pairs` (see there).
+    One new token attends with a (D, D) rotation matmul and explicit scores (the fastest path for
+    one row); a chunk without far pairs calls SDPA over the buffer as it lies, its mask covering
+    the gap. A new distance rule plugs in through `fast_far_pairs` (see there).
     """
 
     far_keys_at_zero = False  # far pairs scored against un-rotated keys (else the stored ones)

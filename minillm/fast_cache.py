@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .attention import AttentionStep, group_heads, stored_attention
 from .kv_cache import KVCache
-from .rope import rope_cos_sin, rope_matrix, rope_table, rotate
+from .rope import rope_cos_sin, rope_cos_sin_at, rope_matrix, rotate
 
 
 def _causal(T: int, device: torch.device) -> torch.Tensor:
@@ -176,7 +176,7 @@ class FastCache(KVCache):
                 far_m = rope_matrix(int(plan["far_q_pos"][0]), D, rope_base, k.dtype, device)
                 plan["rot_q"] = torch.cat([near, far_m], dim=-1) * scale  # (D, 2D)
         else:
-            cos, sin = plan["rot_k"] = tuple(t[q_times] for t in rope_table(n_positions, D, rope_base, k.dtype, device))
+            cos, sin = plan["rot_k"] = rope_cos_sin_at(q_times, n_positions, D, rope_base, k.dtype)
             plan["rot_q"] = cos * scale, sin * scale
             if plan["far_q_pos"] is not None:
                 plan["rot_q_far"] = tuple(x * scale for x in rope_cos_sin(plan["far_q_pos"], D, rope_base, k.dtype))

@@ -56,20 +56,24 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
 
 
 _TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (D, base, dtype, device) -> cos, sin
+TABLE_POSITIONS = 1 << 15  # the table's limit: 16 MB at D = 64 in float32; a longer stream computes
 
 
-def rope_table(
-    n_positions: int, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32, device="cpu"
+def rope_cos_sin_at(
+    positions: torch.Tensor, bound: int, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of `rope_cos_sin` at positions 0..n_positions-1 (at least), (N, D) each, kept and
-    grown by doubling: a cache that writes one position per step looks its angles up (float64 and
-    the trigonometry paid once per position, not once per step). Row p is `rope_cos_sin` at p."""
-    key = (head_dim, float(base), dtype, torch.device(device))
+    """`rope_cos_sin` at integer positions in 0..bound-1, looked up in a table kept per (D, base,
+    dtype, device) and grown by doubling, so a cache that writes a new position every step pays
+    no float64 trigonometry for it. Beyond TABLE_POSITIONS (a stream longer than any context) the
+    angles are computed, so the table's memory stays bounded."""
+    if bound > TABLE_POSITIONS:
+        return rope_cos_sin(positions, head_dim, base, dtype)
+    key = (head_dim, float(base), dtype, positions.device)
     table = _TABLES.get(key)
-    if table is None or len(table[0]) < n_positions:
-        size = max(1024, 1 << (n_positions - 1).bit_length())
-        table = _TABLES[key] = rope_cos_sin(torch.arange(size, device=device), head_dim, base, dtype)
-    return table
+    if table is None or len(table[0]) < bound:
+        size = min(TABLE_POSITIONS, max(1024, 1 << (bound - 1).bit_length()))
+        table = _TABLES[key] = rope_cos_sin(torch.arange(size, device=positions.device), head_dim, base, dtype)
+    return table[0][positions], table[1][positions]
 
 
 @lru_cache(maxsize=16)
@@ -86,7 +90,8 @@ def rope_matrix(
 ) -> torch.Tensor:
     """RoPE at one position as a (D, D) matrix, x @ M == rotate(x) at that position: one matmul
     instead of five elementwise ops, which is what a decoding step of one token pays for. Its
-    cos and sin come from `rope_table`, so a new position each step costs no trigonometry."""
-    cos, sin = (t[position] for t in rope_table(position + 1, head_dim, base, dtype, device))  # (D,) each
+    cos and sin come from `rope_cos_sin_at`'s table, so a new position costs no trigonometry."""
+    at = torch.tensor([position], device=device)
+    cos, sin = (t[0] for t in rope_cos_sin_at(at, position + 1, head_dim, base, dtype))  # (D,) each
     rotate_half_matrix = _rotate_half_matrix(head_dim, dtype, torch.device(device))
     return torch.diag(cos) + rotate_half_matrix * sin  # x cos + rotate_half(x) sin

@@ -300,13 +300,15 @@ def test_a_multi_token_forward_takes_the_fused_path(name, monkeypatch):
 
 
 def test_rope_angles_come_from_the_table_at_any_position():
-    from minillm.rope import rope_cos_sin, rope_matrix, rope_table, rotate
+    from minillm import rope
 
-    positions = torch.tensor([0, 1, 17, 1023, 1024, 70000])
-    cos, sin = rope_table(70001, 64, 1e4, torch.float64)
-    want = rope_cos_sin(positions, 64, 1e4, torch.float64)
-    assert torch.equal(cos[positions], want[0]) and torch.equal(sin[positions], want[1])
+    positions = torch.tensor([0, 1, 17, 1023, 1024, 70000])  # 70000: beyond the table, computed
+    want = rope.rope_cos_sin(positions, 64, 1e4, torch.float64)
+    for bound in (1025, 70001):
+        got = rope.rope_cos_sin_at(positions[positions < bound], bound, 64, 1e4, torch.float64)
+        assert torch.equal(got[0], want[0][positions < bound]) and torch.equal(got[1], want[1][positions < bound])
+    assert all(len(t[0]) <= rope.TABLE_POSITIONS for t in rope._TABLES.values())  # bounded memory
     x = torch.randn(5, 64, dtype=torch.float64)
     for p in positions.tolist():
-        m = rope_matrix(p, 64, 1e4, torch.float64)
-        torch.testing.assert_close(x @ m, rotate(x, *rope_cos_sin(torch.tensor([p]), 64, 1e4, torch.float64)))
+        m = rope.rope_matrix(p, 64, 1e4, torch.float64)
+        torch.testing.assert_close(x @ m, rope.rotate(x, *rope.rope_cos_sin(torch.tensor([p]), 64, 1e4, torch.float64)))

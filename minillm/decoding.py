@@ -21,6 +21,8 @@ Conventions and departures from the reference code (hao-ai-lab/LookaheadDecoding
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +52,7 @@ __all__ = [
     "NGramPool",
     "lookahead_layout",
     "next_token_probs",
+    "forward_cost_curve",
 ]
 
 
@@ -333,3 +336,38 @@ def lookahead_decode(
         accepted.append(len(decoder.step().tokens))
     tokens, accepted = _trim(decoder.tokens, accepted, max_new_tokens)
     return DecodeResult(tokens, len(accepted), accepted)
+
+
+# ---- what a multi-token step costs ------------------------------------------------------------
+
+
+@torch.no_grad()
+def forward_cost_curve(
+    model: MiniLLM, n_new: Sequence[int] = (1, 2, 4, 8, 16, 32), context: int = 128, repeats: int = 5, seed: int = 0
+) -> dict[int, float]:
+    """Median milliseconds of one forward of n new tokens after `context` cached ones, for each n
+    in `n_new`: the cost curve that decides when a step settling several tokens (Jacobi, lookahead)
+    beats greedy. A step of n tokens that settles a tokens on average pays iff a > cost(n) / cost(1).
+
+    Every timed forward is a speculative one on a `LookaheadCache` and is dropped afterwards
+    (`commit([])`), so all of them see the same cached context; each repeat runs every n once, in
+    turn, so that a burst of load on a shared machine hits every n alike.
+    """
+    device = _check_model(model)
+    sizes = [check_int("n_new", n, 1) for n in n_new]
+    if not sizes:
+        raise ValueError("n_new must hold at least one size")
+    check_ints(context=(context, 1), repeats=(repeats, 1), seed=(seed, 0))
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(model.config.vocab_size, (1, context + max(sizes)), generator=generator).to(device)
+    cache = LookaheadCache()
+    model(ids[:, :context], cache=cache)
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(repeats):
+        for n in sizes:
+            cache.plan(torch.arange(n), torch.ones(n, n, dtype=torch.bool).tril())
+            start = time.perf_counter()
+            model(ids[:, context : context + n], cache=cache).logits.sum().item()  # .item(): wait for a GPU
+            times[n].append(time.perf_counter() - start)
+            cache.commit([])
+    return {n: 1000 * statistics.median(t) for n, t in times.items()}

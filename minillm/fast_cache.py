@@ -9,10 +9,15 @@ moving a pointer. Its docstring says why that is the same attention; the policie
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .attention import AttentionStep, group_heads, stored_attention
 from .kv_cache import KVCache
-from .rope import rope_cos_sin, rope_matrix, rotate
+from .rope import rope_cos_sin, rope_cos_sin_at, rope_matrix, rotate
+
+
+def _causal(T: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
 class FastCache(KVCache):
@@ -34,7 +39,9 @@ class FastCache(KVCache):
     Storage, per layer: one buffer [the first `n_fixed` entries | gap | the recent ones | room];
     a forward writes its new entries into the room and eviction moves a pointer. When the room
     runs out, the live entries move to a new buffer twice their size: O(1) per token, amortized.
-    A new distance rule plugs in through `fast_far_pairs` (see there).
+    One new token attends with a (D, D) rotation matmul and explicit scores (the fastest path for
+    one row); a chunk without far pairs calls SDPA over the buffer as it lies, its mask covering
+    the gap. A new distance rule plugs in through `fast_far_pairs` (see there).
     """
 
     far_keys_at_zero = False  # far pairs scored against un-rotated keys (else the stored ones)
@@ -77,10 +84,21 @@ class FastCache(KVCache):
         f, start, end, _ = self._at
         return [(0, end + n_new)] if start == f else [(0, f), (start, end + n_new)]
 
-    def _clock_times(self, n_new: int, device: torch.device) -> torch.Tensor:
+    def _kept_times(self, device: torch.device) -> torch.Tensor:
+        """Clock times of the kept entries, in buffer order."""
         f, start, end, clock = self._at
-        recent = torch.arange(clock - (end - start), clock + n_new, device=device)
-        return torch.cat([torch.arange(f, device=device), recent])
+        return torch.cat([torch.arange(f, device=device), torch.arange(clock - (end - start), clock, device=device)])
+
+    def _new_offsets(self, n_new: int) -> torch.Tensor:
+        """A forward's new entries sit at clock times clock + these offsets (a CPU tensor): the next
+        n_new times. (`lookahead.LookaheadCache` places speculative tokens elsewhere.)"""
+        return torch.arange(n_new)
+
+    def _step_mask(self, q_times: torch.Tensor, k_times: torch.Tensor) -> torch.Tensor:
+        """Which keys (S,) each new query (T,) sees, (T, S) bool: the policy's mask_mod."""
+        zero = torch.zeros((), dtype=torch.long, device=q_times.device)
+        mask = self.mask_mod(zero, zero, q_times[:, None], k_times[None, :])
+        return torch.broadcast_to(mask, (len(q_times), len(k_times)))
 
     def _entries(self, layer: int, n_new: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer `layer`'s keys (before RoPE) and values, the `n_new` being written included."""
@@ -89,7 +107,8 @@ class FastCache(KVCache):
         if self.far_keys_at_zero:
             return torch.cat([self._k0[layer][:, :, lo:hi] for lo, hi in views], dim=2), values
         keys = torch.cat([self._k[layer][:, :, lo:hi] for lo, hi in views], dim=2)
-        times = self._clock_times(n_new, keys.device)
+        times = self._kept_times(keys.device)
+        times = torch.cat([times, self._plan["q_times"]]) if n_new else times
         cos, sin = rope_cos_sin(times, keys.shape[-1], self._rope_base or 1e4, keys.dtype)
         return rotate(keys, cos, -sin), values  # rotated back by the angle it was written at
 
@@ -133,13 +152,13 @@ class FastCache(KVCache):
             (self._k, self._k0, self._v), self._at = moved, (f, f, live, clock)
             start, end = f, live
         self._capacity = self._k[0].shape[2] if self._k else capacity
-        q_times = torch.arange(clock, clock + T, device=device)
-        k_times = self._clock_times(T, device)
+        offsets = self._new_offsets(T)
+        q_times, n_positions = clock + offsets.to(device), clock + int(offsets.max()) + 1
+        k_times = torch.cat([self._kept_times(device), q_times])
         views = self._views(T)
-        plan = {"T": T, "views": views, "mask": None, "far": [None] * len(views), "far_q_pos": None}
+        plan = {"T": T, "q_times": q_times, "views": views, "mask": None, "far": [None] * len(views), "far_q_pos": None}
         if T > 1:  # (one token sees every kept entry: keep() leaves exactly what the next query sees)
-            zero = torch.zeros((), dtype=torch.long, device=device)
-            mask = torch.broadcast_to(self.mask_mod(zero, zero, q_times[:, None], k_times[None, :]), (T, len(k_times)))
+            mask = self._step_mask(q_times, k_times)
             plan["mask"] = None if mask.all() else mask
         far = self.fast_far_pairs(q_times, k_times)
         if far is not None and far[0].any():
@@ -151,17 +170,29 @@ class FastCache(KVCache):
                 column += hi - lo
         scale = D**-0.5
         if T == 1:  # rotations as (D, D) matrices: one matmul each; the query's scaled, near | far
-            near = rope_matrix(clock, D, rope_base, k.dtype).to(device)
+            near = rope_matrix(n_positions - 1, D, rope_base, k.dtype, device)
             plan["rot_k"], plan["rot_q"] = near, near * scale
             if plan["far_q_pos"] is not None:
-                far_m = rope_matrix(int(plan["far_q_pos"][0]), D, rope_base, k.dtype).to(device)
+                far_m = rope_matrix(int(plan["far_q_pos"][0]), D, rope_base, k.dtype, device)
                 plan["rot_q"] = torch.cat([near, far_m], dim=-1) * scale  # (D, 2D)
         else:
-            cos, sin = plan["rot_k"] = rope_cos_sin(q_times, D, rope_base, k.dtype)
+            cos, sin = plan["rot_k"] = rope_cos_sin_at(q_times, n_positions, D, rope_base, k.dtype)
             plan["rot_q"] = cos * scale, sin * scale
             if plan["far_q_pos"] is not None:
                 plan["rot_q_far"] = tuple(x * scale for x in rope_cos_sin(plan["far_q_pos"], D, rope_base, k.dtype))
         return plan
+
+    def _span_mask(self, plan: dict) -> torch.Tensor | None:
+        """The step's mask over the buffer's slots [0, end + T), gap included (never seen): one
+        fused attention reads the keys where they lie, without a copy. None: every slot is seen."""
+        (f, _), (start, hi) = plan["views"] if len(plan["views"]) == 2 else ((0, 0), plan["views"][0])
+        mask = plan["mask"]
+        if start == f:
+            return mask
+        if mask is None:
+            mask = torch.ones(plan["T"], f + hi - start, dtype=torch.bool, device=plan["q_times"].device)
+        gap = mask.new_zeros(len(mask), start - f)
+        return torch.cat([mask[:, :f], gap, mask[:, f:]], dim=1)  # (T, hi)
 
     def _moved(self, buffer: torch.Tensor, capacity: int) -> torch.Tensor:
         f, start, end, _ = self._at
@@ -211,6 +242,23 @@ class FastCache(KVCache):
         B, H, T, D = q.shape
         n_kv = k.shape[1]
         has_far = plan["far_q_pos"] is not None
+        if T > 1 and not has_far and not return_weights:  # the fused path: SDPA over the buffer as it lies
+            hi = plan["views"][-1][1]
+            k_all, v_all = self._k[layer][:, :, :hi], self._v[layer][:, :, :hi]
+            q_near = rotate(q, *plan["rot_q"])  # (B, H, T, D), scaled
+            if "causal" not in plan:  # once per forward: every layer has the same mask
+                mask = self._span_mask(plan)
+                # an empty cache's prefill: SDPA's causal kernel skips the masked blocks (a mask would not)
+                plan["causal"] = mask is not None and hi == T and torch.equal(mask, _causal(T, q.device))
+                # else rows are (head in group, query): the mask repeats for each head of a group
+                plan["sdpa_mask"] = None if mask is None else mask.repeat(H // n_kv, 1)  # (G*T, end + T)
+            if plan["causal"]:
+                out = F.scaled_dot_product_attention(q_near, k_all, v_all, is_causal=True, scale=1.0, enable_gqa=True)
+                return out, None
+            out = F.scaled_dot_product_attention(
+                group_heads(q_near, n_kv), k_all, v_all, attn_mask=plan["sdpa_mask"], scale=1.0
+            )  # (B, H_kv, G*T, D): shared keys read once, never repeated
+            return out.view(B, H, T, D), None
         if T == 1:
             rotated = q @ plan["rot_q"]  # (B, H, 1, D), or 2D: near | far
             q_near, q_far = rotated[..., :D], rotated[..., D:] if has_far else None

@@ -19,7 +19,7 @@ import torch
 
 from . import masks
 from .attention import AttentionStep
-from .cache import KVCache
+from .cache import DenseCache
 from .sampling import draw
 from .validate import check_int
 
@@ -153,17 +153,21 @@ def lookahead_layout(window: int, ngram: int, n_candidates: int, n_levels: int |
     return LookaheadLayout(positions, mask, level, column, candidate, labels)
 
 
-class LookaheadCache(KVCache):
+class LookaheadCache(DenseCache):
     """A dense cache whose next forward may carry speculative tokens at chosen positions under a
     chosen mask (`plan`); after such a forward only the entries passed to `commit` are kept.
 
-    The accepted tokens' keys and values were computed under a correct causal context, so they
-    are copied into the cache instead of being re-run (the reference does the same).
+    It is a `FastCache`: a speculative forward writes its T entries after the kept ones, each key
+    rotated once at its own position (seen + offset), and attends with one fused call. The
+    accepted tokens' keys and values were computed under a correct causal context, so `commit`
+    keeps them where they lie (Jacobi's accepted prefix is already in place) or moves the few
+    accepted ones next to the cache, and drops the rest by moving a pointer: no copy of the cache,
+    no re-rotation of a kept key (the reference code also copies the accepted entries).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._plan: tuple[torch.Tensor, torch.Tensor] | None = None  # offsets (T,), mask (T, T)
+        self._spec: tuple[torch.Tensor, torch.Tensor] | None = None  # offsets (T,), mask (T, T)
         self._pending: torch.Tensor | None = None  # offsets of the uncommitted step's entries
 
     def plan(self, offsets: torch.Tensor, mask: torch.Tensor) -> None:
@@ -172,27 +176,39 @@ class LookaheadCache(KVCache):
             raise RuntimeError("commit() the last planned step before planning another")
         if offsets.dim() != 1 or mask.shape != (len(offsets), len(offsets)) or mask.dtype != torch.bool:
             raise ValueError(f"need offsets (T,) and a bool mask (T, T), got {tuple(offsets.shape)}, {mask.shape}")
-        self._plan = (offsets, mask)
+        offsets = offsets.cpu()
+        if len(offsets) == 0 or int(offsets.min()) < 0:
+            raise ValueError("offsets must be >= 0 (positions after the cached tokens) and at least one")
+        self._spec = (offsets, mask)
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
         if self._pending is not None:
             raise RuntimeError("commit() the last planned step before the next forward")
-        if self._plan is None:
+        if self._spec is None:
             return super().begin(n_new, device)
-        offsets, mask = self._plan
-        if len(offsets) != n_new:
-            raise ValueError(f"the plan is for {len(offsets)} tokens, the forward has {n_new}")
-        self.times = self.times.to(device)
-        q_pos = self.seen + offsets.to(device)  # (T,)
-        k_pos = torch.cat([self.times, q_pos])  # (S,)
-        self._step_times = k_pos  # marks a forward in progress (update() checks it)
-        prefix = torch.ones(n_new, len(self.times), dtype=torch.bool, device=device)  # all see the cache
-        return AttentionStep(q_pos, k_pos, torch.cat([prefix, mask.to(device)], dim=1))  # mask (T, S)
+        if len(self._spec[0]) != n_new:
+            raise ValueError(f"the plan is for {len(self._spec[0])} tokens, the forward has {n_new}")
+        super().begin(n_new, device)
+        q_pos = self.seen + self._spec[0].to(device)  # (T,)
+        return AttentionStep(q_pos, torch.cat([self.times, q_pos]))  # the fast path builds its own mask
+
+    def _new_offsets(self, n_new: int) -> torch.Tensor:
+        return super()._new_offsets(n_new) if self._spec is None else self._spec[0]
+
+    def _step_mask(self, q_times: torch.Tensor, k_times: torch.Tensor) -> torch.Tensor:
+        if self._spec is None:
+            return super()._step_mask(q_times, k_times)
+        T = len(q_times)
+        prefix = torch.ones(T, len(k_times) - T, dtype=torch.bool, device=q_times.device)  # all see the cache
+        return torch.cat([prefix, self._spec[1].to(q_times.device)], dim=1)  # (T, S)
 
     def end(self) -> None:
-        if self._plan is None:
+        if self._spec is None:
             return super().end()
-        self._pending, self._plan, self._step_times = self._plan[0], None, None
+        if self._n_written != len(self._k):
+            super().end()  # refuses a forward that did not write every layer, and undoes it
+        self._pending, self._spec, self._plan = self._spec[0], None, None
+        self._commit_times(self.times, None)  # nothing counted yet: the step's entries wait for commit()
 
     def commit(self, index: Sequence[int]) -> None:
         """Keep this step's entries at `index` (their offsets must be 0, 1, 2, ...), drop the rest."""
@@ -201,12 +217,16 @@ class LookaheadCache(KVCache):
         index = torch.as_tensor(list(index), dtype=torch.long)
         if not torch.equal(self._pending[index], torch.arange(len(index))):
             raise ValueError("committed entries must sit at consecutive offsets 0, 1, 2, ... (a causal chain)")
-        n = len(self.times)
-        keep = torch.cat([torch.arange(n), n + index]).to(self.times.device)
-        self.keys = [k[:, :, keep] for k in self.keys]  # (B, H, n + len(index), D)
-        self.values = [v[:, :, keep] for v in self.values]
-        self.times = torch.cat([self.times, self.seen + torch.arange(len(index), device=self.times.device)])
-        self.seen += len(index)
+        f, start, end, clock = self._at
+        n = len(index)
+        moved = (index != torch.arange(n)).nonzero().flatten()  # accepted entries not yet in their slot
+        if len(moved):
+            src, dst = end + index[moved], end + moved
+            for buffer in self._k + self._v:
+                buffer[:, :, dst.to(buffer.device)] = buffer[:, :, src.to(buffer.device)]
+        self._at = (f, start, end + n, clock + n)
+        self.times = torch.cat([self.times, self.seen + torch.arange(n, device=self.times.device)])
+        self.seen += n
         self._pending = None
 
 

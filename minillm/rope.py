@@ -55,19 +55,43 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
     return rotate(x, cos, sin)
 
 
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (D, base, dtype, device) -> cos, sin
+TABLE_POSITIONS = 1 << 15  # the table's limit: 16 MB at D = 64 in float32; a longer stream computes
+
+
+def rope_cos_sin_at(
+    positions: torch.Tensor, bound: int, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rope_cos_sin` at integer positions in 0..bound-1, looked up in a table kept per (D, base,
+    dtype, device) and grown by doubling, so a cache that writes a new position every step pays
+    no float64 trigonometry for it. Beyond TABLE_POSITIONS (a stream longer than any context) the
+    angles are computed, so the table's memory stays bounded."""
+    if bound > TABLE_POSITIONS:
+        return rope_cos_sin(positions, head_dim, base, dtype)
+    key = (head_dim, float(base), dtype, positions.device)
+    table = _TABLES.get(key)
+    if table is None or len(table[0]) < bound:
+        size = min(TABLE_POSITIONS, max(1024, 1 << (bound - 1).bit_length()))
+        table = _TABLES[key] = rope_cos_sin(torch.arange(size, device=positions.device), head_dim, base, dtype)
+    return table[0][positions], table[1][positions]
+
+
 @lru_cache(maxsize=16)
-def _rotate_half_matrix(head_dim: int) -> torch.Tensor:
+def _rotate_half_matrix(head_dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """P with x @ P == rotate_half(x): column j < D/2 takes -x_{j + D/2}, column j >= D/2 takes x_{j - D/2}."""
     half, i = head_dim // 2, torch.arange(head_dim)
     p = torch.zeros(head_dim, head_dim, dtype=torch.float64)
     p[i[half:], i[:half]], p[i[:half], i[half:]] = -1.0, 1.0
-    return p
+    return p.to(dtype=dtype, device=device)
 
 
-@lru_cache(maxsize=64)  # a step's far query sits at the same position step after step
-def rope_matrix(position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def rope_matrix(
+    position: int, head_dim: int, base: float = 1e4, dtype: torch.dtype = torch.float32, device="cpu"
+) -> torch.Tensor:
     """RoPE at one position as a (D, D) matrix, x @ M == rotate(x) at that position: one matmul
-    instead of five elementwise ops, which is what a decoding step of one token pays for."""
-    angles = position * rope_frequencies(head_dim, base)  # (D/2,), float64 as in rope_cos_sin
-    cos, sin = torch.cat((angles, angles)).cos(), torch.cat((angles, angles)).sin()
-    return (torch.diag(cos) + _rotate_half_matrix(head_dim) * sin).to(dtype)  # x cos + rotate_half(x) sin
+    instead of five elementwise ops, which is what a decoding step of one token pays for. Its
+    cos and sin come from `rope_cos_sin_at`'s table, so a new position costs no trigonometry."""
+    at = torch.tensor([position], device=device)
+    cos, sin = (t[0] for t in rope_cos_sin_at(at, position + 1, head_dim, base, dtype))  # (D,) each
+    rotate_half_matrix = _rotate_half_matrix(head_dim, dtype, torch.device(device))
+    return torch.diag(cos) + rotate_half_matrix * sin  # x cos + rotate_half(x) sin

@@ -188,8 +188,9 @@ def check_ids(ids: object, vocab_size: int) -> tuple[int, int]:
         raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
     if ids.shape[0] == 0:
         raise ValueError(f"ids must have shape (B, T) with B >= 1, got {tuple(ids.shape)}")
-    if ids.min() < 0 or ids.max() >= vocab_size:
-        raise ValueError(f"ids must lie in 0..{vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
+    lo, hi = torch.stack(torch.aminmax(ids)).tolist()  # one pass, one read-back (a GPU waits once)
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"ids must lie in 0..{vocab_size - 1}, got {lo}..{hi}")
     return ids.shape[0], ids.shape[1]
 
 

@@ -11,6 +11,7 @@ from minillm.config import ModelConfig
 from minillm.decoding import (
     LookaheadDecoder,
     NGramPool,
+    forward_cost_curve,
     greedy,
     jacobi_decode,
     lookahead_decode,
@@ -390,6 +391,38 @@ def test_cache_after_lookahead_steps_equals_the_greedy_cache(trained_model):
     assert torch.equal(decoder.cache.times, cache.times)
     for ours, theirs in zip(decoder.cache.keys + decoder.cache.values, cache.keys + cache.values, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_lookahead_steps_neither_copy_nor_rerotate_the_cache(trained_model):
+    """The cache of lookahead's steps is a fast one: between two reallocations (doubling, so a few)
+    every committed entry keeps its buffer slot and its bits, step after step, in every layer."""
+    decoder = LookaheadDecoder(trained_model, code_prompt(5), window=5, ngram=4, guesses=5)
+    cache, moves, before, settled = decoder.cache, 0, None, []
+    for _ in range(15):
+        settled.append(len(decoder.step().tokens))
+        n_kept = len(cache)
+        if before is not None and cache._k[0].data_ptr() != before[0]:
+            moves += 1
+        elif before is not None:
+            for old, new in zip(before[1], cache._k + cache._v, strict=True):
+                assert torch.equal(new[:, :, : before[2]], old[:, :, : before[2]])
+        before = (cache._k[0].data_ptr(), [b.clone() for b in cache._k + cache._v], n_kept)
+    assert max(settled) > 1 and moves <= 2  # candidates were committed; the buffer grew by doubling
+
+
+def test_forward_cost_curve_times_each_size_over_the_same_context():
+    model, seen = random_model(0), []
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append((args[0].shape[1], len(kwargs["cache"]))), with_kwargs=True
+    )
+    try:
+        curve = forward_cost_curve(model, n_new=(1, 4, 2), context=6, repeats=3)
+    finally:
+        hook.remove()
+    assert list(curve) == [1, 4, 2] and all(ms > 0 for ms in curve.values())
+    assert seen == [(6, 0)] + [(n, 6) for _ in range(3) for n in (1, 4, 2)]  # interleaved, context kept
+    with pytest.raises(ValueError, match="n_new"):
+        forward_cost_curve(model, n_new=(), context=6)
 
 
 def test_cache_only_commits_a_causal_chain_starting_at_the_last_token():

@@ -282,3 +282,33 @@ def test_fast_caches_equal_the_readable_ones_on_smollm2(smollm2, make):
     for chunks in ([1] * 30, [7, 7, 7, 9]):
         got, want = feed(smollm2, make(), ids, chunks), feed(smollm2, readable(make()), ids, chunks)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["dense", "window"])
+def test_a_multi_token_forward_takes_the_fused_path(name, monkeypatch):
+    """Chunks of more than one token (no far pairs) go to SDPA over the buffer as it lies: the
+    explicit score matrix (stored_attention) is built only for one-token steps. The logits are
+    checked against the readable cache in the tests above."""
+    import minillm.fast_cache as fast_cache
+
+    calls = []
+    explicit = fast_cache.stored_attention
+    monkeypatch.setattr(fast_cache, "stored_attention", lambda *a: calls.append(a[-1]) or explicit(*a))
+    ids = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(7))
+    feed(MODELS["gqa"], POLICIES[name](), ids, [9, 1, 7, 1, 22])
+    assert calls == [1] * 3 * 2  # the two one-token forwards, 3 layers each
+
+
+def test_rope_angles_come_from_the_table_at_any_position():
+    from minillm import rope
+
+    positions = torch.tensor([0, 1, 17, 1023, 1024, 70000])  # 70000: beyond the table, computed
+    want = rope.rope_cos_sin(positions, 64, 1e4, torch.float64)
+    for bound in (1025, 70001):
+        got = rope.rope_cos_sin_at(positions[positions < bound], bound, 64, 1e4, torch.float64)
+        assert torch.equal(got[0], want[0][positions < bound]) and torch.equal(got[1], want[1][positions < bound])
+    assert all(len(t[0]) <= rope.TABLE_POSITIONS for t in rope._TABLES.values())  # bounded memory
+    x = torch.randn(5, 64, dtype=torch.float64)
+    for p in positions.tolist():
+        m = rope.rope_matrix(p, 64, 1e4, torch.float64)
+        torch.testing.assert_close(x @ m, rope.rotate(x, *rope.rope_cos_sin(torch.tensor([p]), 64, 1e4, torch.float64)))

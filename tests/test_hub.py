@@ -12,7 +12,7 @@ user's server runs as that user, from this Python environment) and then, as a cl
    the practice notebook they fetched and run every cell; the page must show their name, the
    notebook's title and each untouched check's "not implemented yet", and log no errors;
 5. each student fills it in through the server's contents API (one correctly, one with a wrong
-   answer) and submits; the instructor collects and autogrades: 4/4 and 3/4, exactly;
+   answer) and submits; the instructor collects and autogrades: 5/5 and 4/5, exactly;
 6. the hub is stopped, and no process of the three users, nor the proxy, is left (asserted);
    the users and their homes are removed.
 
@@ -428,7 +428,7 @@ def test_a_class_on_jupyterhub_releases_fetches_submits_and_grades_chapter_02(cl
             f"    graded = gb.assignment_submissions({ASSIGNMENT!r})\n"
             "    print(json.dumps({s.student.id: [s.score, s.max_score] for s in graded}))",
         )
-        assert json.loads(scores) == {student1: [4.0, 4.0], student2: [3.0, 4.0]}
+        assert json.loads(scores) == {student1: [5.0, 5.0], student2: [4.0, 5.0]}
         done("collected and autograded")
 
         for user in users.values():

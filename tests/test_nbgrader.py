@@ -92,7 +92,7 @@ def test_source_notebook_has_an_answer_and_a_locked_test_per_check(path):
 def test_grade_ids_are_stable_names_not_positions():
     nb = nbgrader_source(nbformat.read(ROOT / "solutions" / "02_window_attention.ipynb", as_version=4))
     ids = [_meta(c)["grade_id"] for c in nb.cells if _meta(c)]
-    assert ids[:2] == ["answer_keep", "test_keep"] and ids[-2:] == ["answer_kv_cache_bytes", "test_kv_cache_bytes"]
+    assert ids[:2] == ["answer_keep", "test_keep"] and ids[-2:] == ["answer_dilated_cache", "test_dilated_cache"]
 
 
 def test_readme_quotes_the_points_per_chapter():

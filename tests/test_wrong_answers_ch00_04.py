@@ -12,8 +12,10 @@ import torch
 
 from minillm import masks
 from minillm.attention import reference_attention
+from minillm.cache import WindowCache
 from minillm.checks import ch00, ch01, ch02, ch03, ch04, reset_hints
 from minillm.config import ModelConfig
+from minillm.kv_cache import KVCache
 from minillm.lambda_attention import block_keys, lambda_attention
 from minillm.model import MiniLLM
 from minillm.rope import apply_rope
@@ -206,6 +208,30 @@ def decode_step(k_cache, v_cache, q, k, v):
     return attention(q, k_cache, v_cache), k_cache, v_cache
 
 
+def cached_attention(k_cache, v_cache, q, k, v, diagonal=None, new_first=False, grow=True):
+    """The T new tokens' rows of a causal forward over cache + new; `diagonal` shifts the triangle."""
+    k_all = torch.cat([k, k_cache] if new_first else [k_cache, k], dim=2)
+    v_all = torch.cat([v, v_cache] if new_first else [v_cache, v], dim=2)
+    T, S = q.shape[2], k_all.shape[2]
+    mask = torch.ones(T, S, dtype=torch.bool).tril(S - T if diagonal is None else diagonal)
+    return attention(q, k_all, v_all, mask), *((k_all, v_all) if grow else (k_cache, v_cache))
+
+
+def one_new_token_at_a_time(k_cache, v_cache, q, k, v):  # each new query sees the cache and itself only
+    outs = []
+    for i in range(q.shape[2]):
+        k_i, v_i = torch.cat([k_cache, k[:, :, i : i + 1]], 2), torch.cat([v_cache, v[:, :, i : i + 1]], 2)
+        outs.append(attention(q[:, :, i : i + 1], k_i, v_i))
+    return torch.cat(outs, 2), torch.cat([k_cache, k], 2), torch.cat([v_cache, v], 2)
+
+
+def dilated_cache(window, n_recent=None, mask_mod=None):
+    cache = KVCache()
+    cache.mask_mod = ch02.dilated_window(window) if mask_mod is None else mask_mod
+    cache.n_recent = 2 * window if n_recent is None else n_recent
+    return cache
+
+
 CASES = {
     ch00.check_encode: (
         encode,
@@ -337,6 +363,18 @@ CASES = {
         },
         (),
     ),
+    ch01.check_cached_attention: (
+        cached_attention,
+        {
+            "no_mask": lambda kc, vc, q, k, v: decode_step(kc, vc, q, k, v),
+            "is_causal_true_top_left": lambda kc, vc, q, k, v: cached_attention(kc, vc, q, k, v, diagonal=0),
+            "one_diagonal_too_far": lambda kc, vc, q, k, v: cached_attention(kc, vc, q, k, v, diagonal=kc.shape[2] + 1),
+            "new_tokens_first": lambda kc, vc, q, k, v: cached_attention(kc, vc, q, k, v, new_first=True),
+            "caches_not_grown": lambda kc, vc, q, k, v: cached_attention(kc, vc, q, k, v, grow=False),
+            "each_new_token_alone": one_new_token_at_a_time,
+        },
+        (),
+    ),
     ch02.check_keep: (
         keep,
         {
@@ -391,6 +429,19 @@ CASES = {
             "max_seq_len_tokens": lambda cfg, n, b=4: _bytes(cfg, cfg.max_seq_len, b),
             "float_result": lambda cfg, n, b=4: _bytes(cfg, n, b) / 1,
             "one_token_more": lambda cfg, n, b=4: _bytes(cfg, n + 1, b),
+        },
+        (),
+    ),
+    ch02.check_dilated_cache: (
+        dilated_cache,
+        {
+            "keeps_window_entries": lambda w: dilated_cache(w, n_recent=w),
+            "keeps_window_plus_one": lambda w: dilated_cache(w, n_recent=w + 1),
+            "keeps_one_too_many": lambda w: dilated_cache(w, n_recent=2 * w + 1),
+            "keeps_everything": lambda w: dilated_cache(w, n_recent=10**6),
+            "plain_window_of_2w": lambda w: WindowCache(2 * w),
+            "undilated_mask": lambda w: dilated_cache(w, mask_mod=masks.sliding_window(2 * w)),
+            "not_a_cache": lambda w: ch02.dilated_window(w),
         },
         (),
     ),

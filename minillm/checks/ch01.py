@@ -99,31 +99,36 @@ def check_rope(rope: Callable, hint: int | None = None) -> CheckResult:
     )
 
 
-def check_decode_step(decode_step: Callable, hint: int | None = None) -> CheckResult:
-    """decode_step(k_cache, v_cache, q, k, v) -> (out, k_cache, v_cache): append then attend."""
-
-    def reference(k_cache, v_cache, q, k, v):
-        k_all, v_all = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
-        return reference_attention(q, k_all, v_all)[0], k_all, v_all
-
-    def student(k_cache, v_cache, q, k, v):
-        result = decode_step(k_cache, v_cache, q, k, v)
-        if not isinstance(result, tuple) or len(result) != 3:
-            raise CheckFailed("decode_step must return a tuple (out, k_cache, v_cache)")
-        for name, x in zip(("out", "k_cache", "v_cache"), result):
-            tensor_result(x, f"decode_step's {name}")
-        return result
-
+def _cache_cases(sizes: list[tuple[int, int]]) -> list[tuple[torch.Tensor, ...]]:
+    """(k_cache, v_cache, q, k, v) for each (cached tokens, new tokens) in `sizes`."""
     cases = []
-    for seed, S in enumerate([0, 1, 6]):
-        q, k, v = _qkv(seed, 1, 2, 1, 1, 8)
+    for seed, (S, T) in enumerate(sizes):
+        q, k, v = _qkv(seed, 1, 2, T, T, 8)
         k_cache, v_cache = _qkv(seed + 10, 1, 2, S, S, 8)[1:]
         cases.append((k_cache, v_cache, q, k, v))
+    return cases
+
+
+def _after_the_cache(k_cache, v_cache, q, k, v) -> tuple[torch.Tensor, ...]:
+    """The new tokens' rows of one causal forward over cache + new tokens, and the grown caches."""
+    k_all, v_all = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
+    T, S = q.shape[2], k_all.shape[2]
+    return reference_attention(q, k_all, v_all, torch.ones(T, S, dtype=torch.bool).tril(S - T))[0], k_all, v_all
+
+
+def _step_result(result: object, name: str) -> tuple[torch.Tensor, ...]:
+    if not isinstance(result, tuple) or len(result) != 3:
+        raise CheckFailed(f"{name} must return a tuple (out, k_cache, v_cache)")
+    return tuple(tensor_result(x, f"{name}'s {part}") for part, x in zip(("out", "k_cache", "v_cache"), result))
+
+
+def check_decode_step(decode_step: Callable, hint: int | None = None) -> CheckResult:
+    """decode_step(k_cache, v_cache, q, k, v) -> (out, k_cache, v_cache): append then attend."""
     return run_check(
         "decode_step",
-        student,
-        reference,
-        cases,
+        lambda *case: _step_result(decode_step(*case), "decode_step"),
+        _after_the_cache,
+        _cache_cases([(0, 1), (1, 1), (6, 1)]),
         hints=(
             "after the step the caches hold one more token, the new one LAST (shape (B, H, S + 1, D)), and "
             "the output is the new query attending over all S + 1 keys, its own included; item 0 is the "
@@ -133,4 +138,26 @@ def check_decode_step(decode_step: Callable, hint: int | None = None) -> CheckRe
         ),
         level=hint,
         describe=lambda c: f"{c[0].shape[2]} cached tokens",
+    )
+
+
+def check_cached_attention(cached_attention: Callable, hint: int | None = None) -> CheckResult:
+    """cached_attention(k_cache, v_cache, q, k, v) with T >= 1 new tokens -> (out, k_cache, v_cache):
+    out is what the same T tokens' rows of one causal forward over all S = cached + T tokens give."""
+    return run_check(
+        "cached_attention",
+        lambda *case: _step_result(cached_attention(*case), "cached_attention"),
+        _after_the_cache,
+        _cache_cases([(0, 1), (3, 1), (0, 4), (5, 3), (2, 6)]),
+        hints=(
+            "compare with one causal forward over all S tokens: there, new token i (token S - T + i) sees every "
+            "cached token and the new tokens up to itself, never a later new one; the caches afterwards hold all "
+            "S tokens in stream order. With one new token any answer that attends over everything passes, so "
+            "look at a case with several",
+            "the step needs a mask of shape (T, S) as soon as T > 1. The one is_causal=True builds puts the "
+            "triangle at the top-left, as if the new tokens were the first ones, and hides the cache from them; "
+            "exercise 2 built the mask for queries that come after a cache",
+        ),
+        level=hint,
+        describe=lambda c: f"{c[0].shape[2]} cached tokens, {c[2].shape[2]} new",
     )

@@ -9,6 +9,7 @@ import torch
 from .. import masks
 from ..cache import DenseCache, WindowCache
 from ..config import ModelConfig
+from ..kv_cache import KVCache
 from ..model import MiniLLM
 from .core import CheckFailed, CheckResult, run_check
 
@@ -164,4 +165,56 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int], hint: int | None = 
         ),
         level=hint,
         describe=lambda c: f"d_model={c[0].d_model}, n_layers={c[0].n_layers}, {c[1]} tokens, {c[2]} bytes per number",
+    )  # fmt: skip
+
+
+def dilated_window(window: int) -> masks.MaskMod:
+    """Longformer's dilated sliding window, dilation 2: a query sees itself and every second token
+    before it, up to 2 * window back (window + 1 keys, spread over twice the distance)."""
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        distance = q_idx - kv_idx
+        return (distance >= 0) & (distance <= 2 * window) & (distance % 2 == 0)
+
+    return mask_mod
+
+
+def check_dilated_cache(make_cache: Callable[[int], KVCache], hint: int | None = None) -> CheckResult:
+    """make_cache(window) -> a KVCache whose token-by-token logits equal one forward under
+    dilated_window(window), holding after each step only the entries a later query can still see."""
+    model = _tiny_model()
+    ids = torch.randint(0, 256, (16,), generator=torch.Generator().manual_seed(2))
+
+    def reference(window):
+        with torch.no_grad():
+            logits = model(ids[None], mask_mod=dilated_window(window)).logits[0]
+        # After step t a later query t' > t sees entry s when t' - s is even and at most 2 * window:
+        # the entries from t + 1 - 2 * window on, each seen by the query 2 * window after it or sooner.
+        held = torch.tensor([min(t + 1, 2 * window) for t in range(len(ids))])
+        return logits, held
+
+    def student(window):
+        cache = make_cache(window)
+        if not isinstance(cache, KVCache):
+            raise CheckFailed(f"make_cache must return a KVCache (a subclass of it), got {type(cache).__name__}")
+        logits, held = [], []
+        with torch.no_grad():
+            for t in range(len(ids)):
+                logits.append(model(ids[None, t : t + 1], cache=cache).logits[0, 0])
+                held.append(len(cache))
+        return torch.stack(logits), torch.tensor(held)
+
+    return run_check(
+        "dilated_cache", student, reference, [(1,), (2,), (3,)],
+        hints=(
+            "item 0 compares your cache's logits, token by token, with one forward under dilated_window(window); "
+            "item 1 counts the entries your cache holds after each step. An entry may leave only when no later "
+            "query will ever see it, and must stay until then: too few entries change the logits, too many "
+            "fail the count",
+            "a KVCache subclass needs two things set in its __init__: the mask_mod the exercise gives you, and "
+            "how many recent entries survive a step (n_recent). The next query reaches 2 × window back but only "
+            "to every second token; the query after it reaches the tokens the next one skips",
+        ),
+        level=hint,
+        describe=lambda c: f"window {c[0]}, {len(ids)} tokens fed one at a time",
     )  # fmt: skip

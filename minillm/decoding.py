@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .cache import DenseCache, KVCache
+from .guard import all_or_nothing
 from .lookahead import (
     LookaheadCache,
     NGramPool,
@@ -250,9 +251,16 @@ class LookaheadDecoder:
     def tokens(self) -> list[int]:
         return self.sequence[self.n_prompt :]
 
+    recover = "start a new LookaheadDecoder (its pool, window and cache changed together)"
+
     @torch.no_grad()
     def step(self) -> Verdict:
-        """One forward carrying both branches; returns the verdict (the tokens it settled)."""
+        """One forward carrying both branches; returns the verdict (the tokens it settled).
+        Interrupted half-way, the decoder refuses further steps (`guard`)."""
+        with all_or_nothing("step()", self):
+            return self._step()
+
+    def _step(self) -> Verdict:
         W, m, n_levels = self.window, self.ngram - 1, len(self.levels)
         last = self.sequence[-1]
         candidates = self.pool.get(last)  # at most G tails of N-1 tokens

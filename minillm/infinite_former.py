@@ -33,6 +33,7 @@ from .continuous_attention import (
     ridge_regression_matrix,
     sample_sticky_positions,
 )
+from .guard import all_or_nothing, remember
 from .model import Block, MiniLLM
 
 
@@ -149,11 +150,10 @@ class ContinuousMemory:
                     f"{getattr(sticky_density, 'shape', type(sticky_density))}"
                 )
             t_old = sample_sticky_positions(sticky_density, M, generator, self.jitter).to(coef)  # (..., M)
-        self.sampled_positions = t_old
         old = self.basis.to(coef.device, coef.dtype)(t_old) @ coef  # (..., M, N) @ (..., N, e) -> (..., M, e)
         positions = torch.cat([tau * cell_centres(M), tau + (1 - tau) * cell_centres(L)])  # (M + L,)
         G = self._ridge(("update", M, L), positions, x_new)  # (M + L, N)
-        self._coef = G.T @ torch.cat([old, x_new], dim=-2)  # (..., N, e)
+        self._coef, self.sampled_positions = G.T @ torch.cat([old, x_new], dim=-2), t_old  # (..., N, e): both at once
         return self
 
 
@@ -340,10 +340,22 @@ class InfiniteFormer(nn.Module):
             raise ValueError(f"ids must be a LongTensor (B, T), got {getattr(ids, 'shape', type(ids))}")
         if len(memories) != len(self.blocks):
             raise ValueError(f"need one LayerMemory per layer ({len(self.blocks)}), got {len(memories)}")
-        x = self.embed(ids)  # (B, T, C)
-        for block, memory in zip(self.blocks[:-1], memories, strict=False):
-            x = block(x, memory)
-        if not return_logits:
-            return self.blocks[-1].remember(x, memories[-1])
-        x = self.blocks[-1](x, memories[-1])
-        return self.head(self.norm(x))  # (B, T, V)
+        # every layer's memory changes in its layer: an interrupted forward puts them all back,
+        # and the sticky samples' generators too (a re-run draws what the first run would have)
+        changing = [*memories, *(m.ltm for m in memories if m.ltm is not None)]
+        undo_attrs = remember(*changing)
+        generators = [(g, g.get_state()) for g in {m.generator for m in memories if m.generator is not None}]
+
+        def undo() -> None:
+            undo_attrs()
+            for generator, state in generators:
+                generator.set_state(state)
+
+        with all_or_nothing("a forward", *changing, undo=undo):
+            x = self.embed(ids)  # (B, T, C)
+            for block, memory in zip(self.blocks[:-1], memories, strict=False):
+                x = block(x, memory)
+            if not return_logits:
+                return self.blocks[-1].remember(x, memories[-1])
+            x = self.blocks[-1](x, memories[-1])
+            return self.head(self.norm(x))  # (B, T, V)

@@ -1,7 +1,7 @@
 """Ctrl-C anywhere leaves no half-updated state: proven by injection, not by a list of places.
 
 A learner's "interrupt kernel" raises KeyboardInterrupt at whatever line Python is on. Each test
-runs one update of a stateful object (a cache's forward, a memory's forward, a decoder's step)
+runs one update of a stateful object (a cache's forward, a memory's forward, a decoder's step, training)
 once to count the package's lines it executes, then again once per line k with a
 KeyboardInterrupt raised at the k-th line (a trace function: every layer, every step, the
 bookkeeping between them). After each, the object must be as it was (its next use gives what an
@@ -10,15 +10,18 @@ object that was never interrupted gives) or refuse use with an error that says h
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 import minillm
+from minillm import train as train_module
 from minillm.cache import DenseCache, KVCache, LambdaCache, SinkCache, WindowCache
 from minillm.config import ModelConfig
 from minillm.decoding import LookaheadDecoder
@@ -46,11 +49,15 @@ def interrupt_at(k: int | None, files: str = PACKAGE):
     def on_call(frame, event, arg):
         return local if frame.f_code.co_filename.startswith(files) else None
 
+    grad = torch.is_grad_enabled()
     sys.settrace(on_call)
     try:
         yield count
     finally:
         sys.settrace(None)
+        # An error raised by a trace function on the line event of a `with` block's exit skips
+        # that __exit__ (a real Ctrl-C is checked at a call, after it): torch.no_grad's included.
+        torch.set_grad_enabled(grad)
 
 
 def every_line(make, update, check, files: str = PACKAGE) -> int:
@@ -327,3 +334,39 @@ def test_an_interrupted_continuous_memory_update_leaves_it_as_it_was():
             assert torch.equal(coef, after[0]) and torch.equal(positions, after[1])
 
     every_line(make, lambda m: m.update(x[:2] + 1), check)
+
+
+# ---- training state: Ctrl-C at every line of the loop (train.py and train_megabyte.py share it)
+
+
+def test_an_interrupted_training_run_resumes_exactly(tmp_path, monkeypatch, capsys):
+    """`fit` on a tiny regression: interrupted at each of its lines, then run again, it ends with the
+    uninterrupted run's weights and log (no step lost, none logged twice)."""
+    cfg = replace(train_module.PRESETS["tiny"], steps=3, warmup=1, eval_every=1, save_every=2)
+
+    def batch(cfg, split, generator):
+        x = torch.randn(4, 3, generator=generator)
+        return x, x.sum(-1, keepdim=True)
+
+    monkeypatch.setattr(train_module, "get_batch", batch)
+
+    def run(out):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        loss = lambda m, x, y: torch.nn.functional.mse_loss(m(x), y)  # noqa: E731
+        evaluate = lambda m, step: {"w": round(float(m.weight.sum()), 6)}  # noqa: E731
+        return train_module.fit(model, cfg, out, loss, evaluate, {}, progress=False)
+
+    def log(out):
+        return [{k: v for k, v in json.loads(e).items() if k != "minutes"} for e in (out / "log.jsonl").open()]
+
+    fresh = run(tmp_path / "fresh")
+    runs = iter(range(10**6))
+
+    def check(out, k):
+        resumed = run(out)
+        assert torch.equal(resumed.weight, fresh.weight) and torch.equal(resumed.bias, fresh.bias), f"line {k}"
+        assert log(out) == log(tmp_path / "fresh"), f"line {k}"
+
+    every_line(lambda: tmp_path / f"run{next(runs)}", run, check, files=train_module.__file__)
+    capsys.readouterr()

@@ -39,7 +39,15 @@ from .lookahead import (
 )
 from .model import MiniLLM
 from .sampling import check_sampling, choose, next_token_probs
-from .validate import check_bool, check_choice, check_instance, check_int, check_ints, check_token_ids
+from .validate import (
+    check_bool,
+    check_choice,
+    check_elements,
+    check_instance,
+    check_int,
+    check_ints,
+    check_token_ids,
+)
 
 __all__ = [
     "DecodeResult",
@@ -131,7 +139,7 @@ def sample(
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
     check_int("max_new_tokens", max_new_tokens, 0)
-    check_sampling(temperature, top_k)
+    temperature = check_sampling(temperature, top_k)
     generator = _generator(generator, seed)
     cache = DenseCache()
     _prefill(model, cache, prompt, device)
@@ -165,6 +173,7 @@ def jacobi_decode(
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
     check_ints(max_new_tokens=(max_new_tokens, 0), window=(window, 1))
+    check_elements("window", window)
     generator = _generator(None, seed)
 
     def from_prompt(n: int) -> list[int]:
@@ -230,8 +239,9 @@ class LookaheadDecoder:
         self.accept = check_choice("accept", accept, ACCEPT_RULES)
         prompt = _check_prompt(model, prompt_ids)
         check_ints(window=(window, 1), ngram=(ngram, 2), guesses=(guesses, 0))
+        check_elements("window * ngram", window * ngram)
         check_bool("pool_from_prompt", pool_from_prompt)
-        check_sampling(temperature, top_k)
+        temperature = check_sampling(temperature, top_k)
         self.model, self.window, self.ngram, self.guesses = model, window, ngram, guesses
         self.pool_from_prompt, self.temperature, self.top_k = pool_from_prompt, temperature, top_k
         self.generator = _generator(generator, seed)

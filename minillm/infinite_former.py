@@ -35,6 +35,7 @@ from .continuous_attention import (
 )
 from .guard import all_or_nothing, remember
 from .model import Block, MiniLLM
+from .validate import check_device
 
 
 class ContinuousMemory:
@@ -94,6 +95,8 @@ class ContinuousMemory:
             raise TypeError(f"{name} must be a floating-point tensor (L, e), got {getattr(x, 'dtype', type(x))}")
         if x.dim() not in (2, 3) or x.shape[-2] == 0:
             raise ValueError(f"{name} must have shape (L, e) or (batch, L, e) with L >= 1, got {tuple(x.shape)}")
+        if appending and self._coef is not None:
+            check_device(name, x, self._coef.device)
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} must be finite (it holds NaN or inf)")
         if appending and self._coef is not None:
@@ -144,11 +147,16 @@ class ContinuousMemory:
             t_old = cell_centres(M, coef.device, coef.dtype)  # (M,)
         else:
             batch = coef.shape[:-2]
-            if not isinstance(sticky_density, torch.Tensor) or sticky_density.shape[:-1] != batch:
+            if not isinstance(sticky_density, torch.Tensor) or not sticky_density.is_floating_point():
+                raise TypeError(f"sticky_density must be a floating tensor, got {type(sticky_density).__name__}")
+            if sticky_density.shape[:-1] != batch or sticky_density.dim() == 0 or sticky_density.shape[-1] == 0:
                 raise ValueError(
-                    f"sticky_density must have shape (*{tuple(batch)}, bins), got "
-                    f"{getattr(sticky_density, 'shape', type(sticky_density))}"
+                    f"sticky_density must have shape (*{tuple(batch)}, bins) with bins >= 1, got "
+                    f"{tuple(sticky_density.shape)}"
                 )
+            check_device("sticky_density", sticky_density, coef.device)
+            if not (torch.isfinite(sticky_density).all() and (sticky_density >= 0).all()):
+                raise ValueError("sticky_density must be finite and >= 0 (a histogram of attention mass)")
             t_old = sample_sticky_positions(sticky_density, M, generator, self.jitter).to(coef)  # (..., M)
         old = self.basis.to(coef.device, coef.dtype)(t_old) @ coef  # (..., M, N) @ (..., N, e) -> (..., M, e)
         positions = torch.cat([tau * cell_centres(M), tau + (1 - tau) * cell_centres(L)])  # (M + L,)

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from minillm.cache import DenseCache, LambdaCache, SinkCache  # noqa: E402
 from minillm.pretrained import load_pretrained  # noqa: E402
+from minillm.validate import positive_int  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("bare", "dense", "sink", "lambda", "recompute")
@@ -88,10 +89,10 @@ def time_row(model, size: int, steps: int, rounds: int, recompute_steps: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["base", "smollm2-135m"])
-    parser.add_argument("--caches", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
-    parser.add_argument("--steps", type=int, default=16, help="timed steps per method per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--caches", type=positive_int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    parser.add_argument("--steps", type=positive_int, default=16, help="timed steps per method per round")
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--label", default="after", help="a name for the code measured (before/after)")
     parser.add_argument("--out", type=Path, default=None, help="json path (default: results/cache_speed.json)")
     parser.add_argument("--quick", action="store_true", help="1 round of 4 steps, nothing written")

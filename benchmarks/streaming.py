@@ -43,6 +43,7 @@ from minillm import data  # noqa: E402
 from minillm.cache import DenseCache, KVCache, SinkCache, WindowCache  # noqa: E402
 from minillm.pretrained import load_pretrained, load_tokenizer  # noqa: E402
 from minillm.streaming import stream_nll  # noqa: E402
+from minillm.validate import positive_int  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SEGMENT = 1024
@@ -88,11 +89,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="base", choices=sorted(DEFAULTS))
     parser.add_argument("--parts", nargs="+", default=["stream", "latency"], choices=["stream", "latency"])
-    parser.add_argument("--tokens", type=int, default=65_536, help="length of the sink-cache stream (>= 2048)")
-    parser.add_argument("--window", type=int, help="cache size W of the long stream (default: per model)")
-    parser.add_argument("--dense-tokens", type=int, default=4096, help="how far to run dense attention")
-    parser.add_argument("--caches", type=int, nargs="+", help="cache sizes to time (default: per model)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tokens", type=positive_int, default=65_536, help="length of the sink-cache stream (>= 2048)")
+    parser.add_argument("--window", type=positive_int, help="cache size W of the long stream (default: per model)")
+    parser.add_argument("--dense-tokens", type=positive_int, default=4096, help="how far to run dense attention")
+    parser.add_argument("--caches", type=positive_int, nargs="+", help="cache sizes to time (default: per model)")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--quick", action="store_true", help="small run, results not written")
     args = parser.parse_args()
     window = args.window or DEFAULTS[args.checkpoint]["window"]

@@ -7,6 +7,7 @@ required dependency is missing.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import platform
 import sys
@@ -39,7 +40,8 @@ def triton_line() -> str:
     return "interpreted (TRITON_INTERPRET=1, no GPU)" if minillm_kernels.TRITON_INTERPRETED else "compiled (CUDA)"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args([] if argv is None else argv)
     print(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
     missing = []
     for name in REQUIRED:
@@ -59,4 +61,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .validate import check_float
+from .validate import check_elements, check_float, check_int
 
 SQRT_2PI = math.sqrt(2 * math.pi)
 
@@ -34,10 +34,8 @@ class GaussianBasis:
     """
 
     def __init__(self, num_basis: int, sigmas: Sequence[float], device=None, dtype=torch.float64) -> None:
-        if isinstance(num_basis, bool) or not isinstance(num_basis, int):
-            raise TypeError(f"num_basis must be an int, got {type(num_basis).__name__}")
-        if num_basis <= 0:
-            raise ValueError(f"num_basis must be > 0, got {num_basis}")
+        check_int("num_basis", num_basis, 1)
+        check_elements("num_basis", num_basis)
         if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Sequence):
             raise TypeError(f"sigmas must be a sequence of widths such as (0.01, 0.05), got {type(sigmas).__name__}")
         sigmas = tuple(check_float("sigmas[i]", s) for s in sigmas)  # NaN or inf widths would pass min() <= 0

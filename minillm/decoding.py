@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .cache import DenseCache, KVCache
+from .guard import all_or_nothing
 from .lookahead import (
     LookaheadCache,
     NGramPool,
@@ -40,7 +41,15 @@ from .lookahead import (
 )
 from .model import MiniLLM
 from .sampling import check_sampling, choose, next_token_probs
-from .validate import check_bool, check_choice, check_instance, check_int, check_ints, check_token_ids
+from .validate import (
+    check_bool,
+    check_choice,
+    check_elements,
+    check_instance,
+    check_int,
+    check_ints,
+    check_token_ids,
+)
 
 __all__ = [
     "DecodeResult",
@@ -133,7 +142,7 @@ def sample(
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
     check_int("max_new_tokens", max_new_tokens, 0)
-    check_sampling(temperature, top_k)
+    temperature = check_sampling(temperature, top_k)
     generator = _generator(generator, seed)
     cache = DenseCache()
     _prefill(model, cache, prompt, device)
@@ -167,6 +176,7 @@ def jacobi_decode(
     device = _check_model(model)
     prompt = _check_prompt(model, prompt_ids)
     check_ints(max_new_tokens=(max_new_tokens, 0), window=(window, 1))
+    check_elements("window", window)
     generator = _generator(None, seed)
 
     def from_prompt(n: int) -> list[int]:
@@ -232,8 +242,9 @@ class LookaheadDecoder:
         self.accept = check_choice("accept", accept, ACCEPT_RULES)
         prompt = _check_prompt(model, prompt_ids)
         check_ints(window=(window, 1), ngram=(ngram, 2), guesses=(guesses, 0))
+        check_elements("window * ngram", window * ngram)
         check_bool("pool_from_prompt", pool_from_prompt)
-        check_sampling(temperature, top_k)
+        temperature = check_sampling(temperature, top_k)
         self.model, self.window, self.ngram, self.guesses = model, window, ngram, guesses
         self.pool_from_prompt, self.temperature, self.top_k = pool_from_prompt, temperature, top_k
         self.generator = _generator(generator, seed)
@@ -253,9 +264,16 @@ class LookaheadDecoder:
     def tokens(self) -> list[int]:
         return self.sequence[self.n_prompt :]
 
+    recover = "start a new LookaheadDecoder (its pool, window and cache changed together)"
+
     @torch.no_grad()
     def step(self) -> Verdict:
-        """One forward carrying both branches; returns the verdict (the tokens it settled)."""
+        """One forward carrying both branches; returns the verdict (the tokens it settled).
+        Interrupted half-way, the decoder refuses further steps (`guard`)."""
+        with all_or_nothing("step()", self):
+            return self._step()
+
+    def _step(self) -> Verdict:
         W, m, n_levels = self.window, self.ngram - 1, len(self.levels)
         last = self.sequence[-1]
         candidates = self.pool.get(last)  # at most G tails of N-1 tokens

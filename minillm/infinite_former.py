@@ -33,7 +33,9 @@ from .continuous_attention import (
     ridge_regression_matrix,
     sample_sticky_positions,
 )
+from .guard import all_or_nothing, remember
 from .model import Block, MiniLLM
+from .validate import check_device
 
 
 class ContinuousMemory:
@@ -93,6 +95,8 @@ class ContinuousMemory:
             raise TypeError(f"{name} must be a floating-point tensor (L, e), got {getattr(x, 'dtype', type(x))}")
         if x.dim() not in (2, 3) or x.shape[-2] == 0:
             raise ValueError(f"{name} must have shape (L, e) or (batch, L, e) with L >= 1, got {tuple(x.shape)}")
+        if appending and self._coef is not None:
+            check_device(name, x, self._coef.device)
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} must be finite (it holds NaN or inf)")
         if appending and self._coef is not None:
@@ -143,17 +147,21 @@ class ContinuousMemory:
             t_old = cell_centres(M, coef.device, coef.dtype)  # (M,)
         else:
             batch = coef.shape[:-2]
-            if not isinstance(sticky_density, torch.Tensor) or sticky_density.shape[:-1] != batch:
+            if not isinstance(sticky_density, torch.Tensor) or not sticky_density.is_floating_point():
+                raise TypeError(f"sticky_density must be a floating tensor, got {type(sticky_density).__name__}")
+            if sticky_density.shape[:-1] != batch or sticky_density.dim() == 0 or sticky_density.shape[-1] == 0:
                 raise ValueError(
-                    f"sticky_density must have shape (*{tuple(batch)}, bins), got "
-                    f"{getattr(sticky_density, 'shape', type(sticky_density))}"
+                    f"sticky_density must have shape (*{tuple(batch)}, bins) with bins >= 1, got "
+                    f"{tuple(sticky_density.shape)}"
                 )
+            check_device("sticky_density", sticky_density, coef.device)
+            if not (torch.isfinite(sticky_density).all() and (sticky_density >= 0).all()):
+                raise ValueError("sticky_density must be finite and >= 0 (a histogram of attention mass)")
             t_old = sample_sticky_positions(sticky_density, M, generator, self.jitter).to(coef)  # (..., M)
-        self.sampled_positions = t_old
         old = self.basis.to(coef.device, coef.dtype)(t_old) @ coef  # (..., M, N) @ (..., N, e) -> (..., M, e)
         positions = torch.cat([tau * cell_centres(M), tau + (1 - tau) * cell_centres(L)])  # (M + L,)
         G = self._ridge(("update", M, L), positions, x_new)  # (M + L, N)
-        self._coef = G.T @ torch.cat([old, x_new], dim=-2)  # (..., N, e)
+        self._coef, self.sampled_positions = G.T @ torch.cat([old, x_new], dim=-2), t_old  # (..., N, e): both at once
         return self
 
 
@@ -340,10 +348,22 @@ class InfiniteFormer(nn.Module):
             raise ValueError(f"ids must be a LongTensor (B, T), got {getattr(ids, 'shape', type(ids))}")
         if len(memories) != len(self.blocks):
             raise ValueError(f"need one LayerMemory per layer ({len(self.blocks)}), got {len(memories)}")
-        x = self.embed(ids)  # (B, T, C)
-        for block, memory in zip(self.blocks[:-1], memories, strict=False):
-            x = block(x, memory)
-        if not return_logits:
-            return self.blocks[-1].remember(x, memories[-1])
-        x = self.blocks[-1](x, memories[-1])
-        return self.head(self.norm(x))  # (B, T, V)
+        # every layer's memory changes in its layer: an interrupted forward puts them all back,
+        # and the sticky samples' generators too (a re-run draws what the first run would have)
+        changing = [*memories, *(m.ltm for m in memories if m.ltm is not None)]
+        undo_attrs = remember(*changing)
+        generators = [(g, g.get_state()) for g in {m.generator for m in memories if m.generator is not None}]
+
+        def undo() -> None:
+            undo_attrs()
+            for generator, state in generators:
+                generator.set_state(state)
+
+        with all_or_nothing("a forward", *changing, undo=undo):
+            x = self.embed(ids)  # (B, T, C)
+            for block, memory in zip(self.blocks[:-1], memories, strict=False):
+                x = block(x, memory)
+            if not return_logits:
+                return self.blocks[-1].remember(x, memories[-1])
+            x = self.blocks[-1](x, memories[-1])
+            return self.head(self.norm(x))  # (B, T, V)

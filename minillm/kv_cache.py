@@ -34,6 +34,7 @@ import torch.nn as nn
 
 from . import masks
 from .attention import AttentionStep, repeat_kv, rope_attention
+from .guard import all_or_nothing
 
 
 class KVCache:
@@ -46,6 +47,7 @@ class KVCache:
     """
 
     positions_in_cache = False  # True: RoPE positions are indices inside the cache (pos-shift)
+    recover = "call cache.reset() or build a new one"  # said by a cache interrupted beyond undoing
     n_fixed = 0  # the eviction rule: the first n_fixed entries are kept for good (sinks, global tokens)
     n_recent: int | None = None  # ... and the n_recent most recent ones (None: every entry is kept)
 
@@ -96,6 +98,12 @@ class KVCache:
         if self._snapshot is not None:
             self._restore(self._snapshot[0])
         self._step_times, self._snapshot = None, None
+
+    def reset(self) -> None:
+        """Empty the cache (the same policy, nothing stored), e.g. after an interrupted update."""
+        self.times, self.seen = torch.empty(0, dtype=torch.long), 0
+        self._step_times, self._owner, self._snapshot, self._interrupted_in = None, None, None, None
+        self._init_storage()
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
         """Place `n_new` new tokens after the cached ones; return where queries and keys sit."""
@@ -200,18 +208,17 @@ def run_blocks(
     evicts after the last layer. An interrupted forward (Ctrl-C, an error in a layer) leaves the
     cache as it was before it. MiniLLM and MEGABYTE's two stacks all run this way.
     """
-    if cache is not None:
+    attn = []
+    if cache is None:
+        for layer, block in enumerate(blocks):
+            x, weights = block(x, step, None, layer, return_attn)
+            attn.append(weights)
+        return x, attn
+    with all_or_nothing("a forward", cache, undo=cache.abort):
         cache.attach(owner)  # refuses a cache another model filled
         step = cache.begin(x.shape[1], x.device)
-    attn = []
-    try:
         for layer, block in enumerate(blocks):
             x, weights = block(x, step, cache, layer, return_attn)
             attn.append(weights)
-        if cache is not None:
-            cache.end()
-    except BaseException:
-        if cache is not None:
-            cache.abort()
-        raise
+        cache.end()
     return x, attn

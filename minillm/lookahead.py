@@ -20,6 +20,7 @@ import torch
 from . import masks
 from .attention import AttentionStep
 from .cache import DenseCache
+from .guard import all_or_nothing, check_usable
 from .sampling import draw
 from .validate import check_int
 
@@ -32,6 +33,8 @@ class NGramPool:
     `token_map` does.
     """
 
+    recover = "call pool.clear() or build a new one"
+
     def __init__(self, ngram: int, guesses: int) -> None:
         check_int("ngram", ngram, 2)
         check_int("guesses", guesses, 0)
@@ -40,25 +43,36 @@ class NGramPool:
 
     def add(self, key: int, tail: Sequence[int]) -> None:
         """Record the n-gram (key, *tail); tail has N-1 tokens."""
+        check_usable(self)
+        self._add(key, tail)
+
+    def _add(self, key: int, tail: Sequence[int]) -> None:
         tail = tuple(int(t) for t in tail)
         if len(tail) != self.ngram - 1:
             raise ValueError(f"an n-gram's tail must have ngram-1 = {self.ngram - 1} tokens, got {len(tail)}")
         if self.guesses == 0:
             return
-        tails = self._pool.setdefault(int(key), OrderedDict())
+        tails = OrderedDict(self._pool.get(int(key), ()))  # a copy (at most G tails): Ctrl-C leaves no half key
         tails[tail] = None
         tails.move_to_end(tail)  # re-inserting refreshes it
         if len(tails) > self.guesses:
             tails.popitem(last=False)  # the least recently added
+        self._pool[int(key)] = tails
 
     def add_sequence(self, tokens: Sequence[int], start: int = 0) -> None:
         """Record every n-gram of `tokens` that ends at index >= start + N - 1 (prompt lookup)."""
         n = self.ngram
-        for i in range(max(0, start), len(tokens) - n + 1):
-            self.add(tokens[i], tokens[i + 1 : i + n])
+        with all_or_nothing("add_sequence()", self):
+            for i in range(max(0, start), len(tokens) - n + 1):
+                self._add(tokens[i], tokens[i + 1 : i + n])
+
+    def clear(self) -> None:
+        """Forget every n-gram (also the way back after an interrupted add_sequence)."""
+        self._pool, self._interrupted_in = {}, None
 
     def get(self, key: int) -> list[tuple[int, ...]]:
         """The tails recorded after token `key`, oldest first (reading does not refresh them)."""
+        check_usable(self)
         return list(self._pool.get(int(key), ()))
 
     def keys(self) -> list[int]:
@@ -172,6 +186,7 @@ class LookaheadCache(DenseCache):
 
     def plan(self, offsets: torch.Tensor, mask: torch.Tensor) -> None:
         """Place the next forward's T tokens at position seen+offsets, seeing each other by mask."""
+        check_usable(self)
         if self._pending is not None:
             raise RuntimeError("commit() the last planned step before planning another")
         if offsets.dim() != 1 or mask.shape != (len(offsets), len(offsets)) or mask.dtype != torch.bool:
@@ -207,7 +222,7 @@ class LookaheadCache(DenseCache):
             return super().end()
         if self._n_written != len(self._k):
             super().end()  # refuses a forward that did not write every layer, and undoes it
-        self._pending, self._spec, self._plan = self._spec[0], None, None
+        self._pending, self._spec = self._spec[0], None
         self._commit_times(self.times, None)  # nothing counted yet: the step's entries wait for commit()
 
     def commit(self, index: Sequence[int]) -> None:
@@ -217,17 +232,24 @@ class LookaheadCache(DenseCache):
         index = torch.as_tensor(list(index), dtype=torch.long)
         if not torch.equal(self._pending[index], torch.arange(len(index))):
             raise ValueError("committed entries must sit at consecutive offsets 0, 1, 2, ... (a causal chain)")
-        f, start, end, clock = self._at
-        n = len(index)
-        moved = (index != torch.arange(n)).nonzero().flatten()  # accepted entries not yet in their slot
-        if len(moved):
-            src, dst = end + index[moved], end + moved
-            for buffer in self._k + self._v:
-                buffer[:, :, dst.to(buffer.device)] = buffer[:, :, src.to(buffer.device)]
-        self._at = (f, start, end + n, clock + n)
-        self.times = torch.cat([self.times, self.seen + torch.arange(n, device=self.times.device)])
-        self.seen += n
-        self._pending = None
+        # Entries move inside the buffers, so an interrupted commit cannot be put back (a retry would
+        # read slots already overwritten): the cache then refuses use until reset().
+        with all_or_nothing("commit()", self):
+            f, start, end, clock = self._at
+            n = len(index)
+            moved = (index != torch.arange(n)).nonzero().flatten()  # accepted entries not yet in their slot
+            if len(moved):
+                src, dst = end + index[moved], end + moved
+                for buffer in self._k + self._v:
+                    buffer[:, :, dst.to(buffer.device)] = buffer[:, :, src.to(buffer.device)]
+            self._at = (f, start, end + n, clock + n)
+            self.times = torch.cat([self.times, self.seen + torch.arange(n, device=self.times.device)])
+            self.seen += n
+            self._pending = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._spec = self._pending = None
 
 
 @dataclass

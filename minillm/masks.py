@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from .validate import check_int
+from .validate import check_elements, check_int
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -72,6 +72,7 @@ def materialize(mask_mod: MaskMod, q_len: int, kv_len: int | None = None) -> tor
     kv_len = q_len if kv_len is None else kv_len
     check_int("q_len", q_len, 1)
     check_int("kv_len", kv_len, 1)
+    check_elements("q_len * kv_len", q_len * kv_len)
     if not callable(mask_mod):
         raise TypeError(f"mask_mod must be callable, got {type(mask_mod).__name__}")
     q_idx = torch.arange(q_len)[:, None]

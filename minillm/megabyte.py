@@ -35,7 +35,7 @@ from .kv_cache import run_blocks
 from .model import Block, MiniLLM, full_sequence_step
 from .sampling import check_sampling, choose
 from .tokenizer import ByteTokenizer
-from .validate import check_ids, check_instance, check_int, check_token_ids
+from .validate import check_float, check_ids, check_instance, check_int, check_token_ids
 
 PAD = ByteTokenizer.pad_id
 
@@ -63,17 +63,19 @@ class MegabyteConfig:
             raise ValueError(
                 f"MegabyteConfig.vocab_size must be > {PAD} (bytes, BOS, SINK, PAD), got {self.vocab_size}"
             )
-        for name, width in (("n_global_heads", self.global_width), ("n_local_heads", self.d_local)):
+        widths = (
+            ("n_global_heads", "d_global * patch_size", self.global_width),
+            ("n_local_heads", "d_local", self.d_local),
+        )
+        for name, width_name, width in widths:
             heads = getattr(self, name)
             if width % heads or (width // heads) % 2:
                 raise ValueError(
-                    f"MegabyteConfig.{name} ({heads}) must divide its stack's width {width} "
+                    f"MegabyteConfig.{name} ({heads}) must divide its stack's width {width_name} = {width} "
                     "into heads of even size (RoPE rotates pairs of channels)"
                 )
-        if not self.rope_base > 1:
-            raise ValueError(f"MegabyteConfig.rope_base must be > 1, got {self.rope_base}")
-        if not self.norm_eps > 0:
-            raise ValueError(f"MegabyteConfig.norm_eps must be > 0, got {self.norm_eps}")
+        check_float("MegabyteConfig.rope_base", self.rope_base, 1, above=True)
+        check_float("MegabyteConfig.norm_eps", self.norm_eps, 0, above=True)
 
     @property
     def global_width(self) -> int:
@@ -206,7 +208,7 @@ class Megabyte(nn.Module):
         return run_blocks(blocks, x, step, cache, owner=blocks)[0]  # a stack's cache belongs to that stack
 
     def _check_ids(self, ids: torch.Tensor) -> None:
-        check_ids(ids, self.config.vocab_size)
+        check_ids(ids, self.config.vocab_size, self.head.weight.device)
         if ids.shape[1] > self.config.max_seq_len:
             raise ValueError(
                 f"T={ids.shape[1]} exceeds max_patches * patch_size = {self.config.max_seq_len} "
@@ -231,16 +233,17 @@ class Megabyte(nn.Module):
         The global model runs once per patch (the prompt's patches in one call), with a DenseCache
         across patches; the local model runs once per byte, with a fresh DenseCache per patch.
         """
+        prompt_ids = check_token_ids("prompt_ids", prompt_ids, self.config.vocab_size)
         check_int("max_new_tokens", max_new_tokens, 0)
-        temperature = 0.0 if temperature is None else temperature  # None: the old spelling of greedy
-        check_sampling(temperature, top_k)
+        temperature = check_sampling(0.0 if temperature is None else temperature, top_k)  # None: greedy
         if not (self.shift_global and self.shift_local):
             raise RuntimeError("generate needs both shifts on (shift_global and shift_local)")
         P, device = self.config.patch_size, self.head.weight.device
         n, total = len(prompt_ids), len(prompt_ids) + max_new_tokens
         if total > self.config.max_seq_len:
             raise ValueError(
-                f"prompt + new bytes = {total} exceed max_patches * patch_size = {self.config.max_seq_len}"
+                f"prompt_ids + max_new_tokens = {total} bytes exceed max_patches * patch_size = "
+                f"{self.config.max_seq_len}"
             )
         seq = torch.full((1, -(-total // P) * P), PAD, dtype=torch.long, device=device)  # (1, K·P)
         if n:

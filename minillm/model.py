@@ -196,7 +196,7 @@ class MiniLLM(nn.Module):
     ) -> tuple[int, int]:
         """forward's rules for its arguments, in one place (other entry points that run this model,
         such as `lambda_forward`, apply them too): returns (B, T)."""
-        B, T = validate.check_ids(ids, self.config.vocab_size)
+        B, T = validate.check_ids(ids, self.config.vocab_size, self.embed.weight.device)
         validate.check_positions(positions, T)
         if cache is not None:
             validate.check_instance("cache", cache, KVCache)

@@ -210,6 +210,8 @@ def _check_location(directory: object, device: object) -> torch.device:
 def list_pretrained(directory: str | Path | None = None) -> list[str]:
     """Names of the checkpoints in `directory` (default: the package's checkpoints/)."""
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
+    if not directory.is_dir():  # "none" would read as an empty folder
+        raise FileNotFoundError(f"directory {directory} does not exist (or is not a folder)")
     return sorted(p.stem for p in directory.glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
@@ -221,9 +223,16 @@ def checkpoint_info(name: str, directory: str | Path | None = None) -> dict:
         available = ", ".join(list_pretrained(directory)) or "none"
         raise FileNotFoundError(f"no checkpoint named {name!r} in {directory} (available: {available})")
     try:
-        return json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{meta_path} is not valid json: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path} must hold a json object (field: value), got a {type(meta).__name__}")
+    for field, kind in (("sha256", str), ("config", dict)):
+        if not isinstance(meta.get(field), kind):
+            got = "missing" if field not in meta else f"a {type(meta[field]).__name__}"
+            raise ValueError(f"{meta_path}: field {field!r} must be a {kind.__name__}, got {got}")
+    return meta
 
 
 def save_checkpoint(model: torch.nn.Module, name: str, meta: dict, directory: str | Path | None = None) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .validate import check_int
+from .validate import check_float, check_int
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
@@ -29,20 +29,24 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     return int(torch.searchsorted(cdf, u, right=True).clamp(max=len(cdf) - 1))
 
 
-def check_sampling(temperature: object, top_k: object) -> None:
-    """temperature a finite number >= 0 (0 = greedy); top_k an int >= 1 or None."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not 0 <= temperature < float("inf"):
-        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy), got {temperature}")
+MIN_TEMPERATURE = 1e-30  # below it logits / temperature overflow float32: greedy without a word
+
+
+def check_sampling(temperature: object, top_k: object) -> float:
+    """temperature a finite number, 0 (greedy) or >= MIN_TEMPERATURE; top_k an int >= 1 or None.
+    Returns the temperature as a float."""
+    temperature = check_float("temperature", temperature, 0)
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ValueError(f"temperature {temperature} underflows (logits / temperature overflow): use 0 for greedy")
     check_int("top_k", top_k, 1, optional=True)
+    return temperature
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float, top_k: int | None = None) -> torch.Tensor:
     """softmax(logits / temperature) over the top_k largest logits (all if None); (..., V) float64."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError(f"logits must be a floating tensor, got {getattr(logits, 'dtype', type(logits).__name__)}")
-    check_sampling(temperature, top_k)
+    temperature = check_sampling(temperature, top_k)
     if temperature == 0:
         raise ValueError("temperature must be > 0 here (temperature 0 is the argmax, not a distribution)")
     scaled = logits.double() / temperature

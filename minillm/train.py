@@ -224,7 +224,8 @@ def fit(
     model.train()
     bar = tqdm(total=end, initial=min(step, end), disable=not progress, desc="train")
     # Where Ctrl-C can land: "idle" (state consistent), "drawn" (a batch drawn, weights untouched:
-    # rewind the generator) or "updating" (weights may be ahead of `step`: nothing consistent to save).
+    # rewind the generator) or "updating" (weights, or the step's log entry, may be ahead of or behind
+    # `step`: nothing consistent to save; the last save is the way back).
     phase = "idle"
     try:
         while step < end:
@@ -240,14 +241,14 @@ def fit(
             phase = "updating"
             optimizer.step()
             step += 1
-            phase = "idle"
             step_done(step, loss)
+            phase = "idle"
             if max_minutes is not None and time.time() - start > 60 * max_minutes:
                 save()
                 break
     except KeyboardInterrupt:
         if phase == "updating":
-            print(f"interrupted during an optimizer update; resuming starts from the last state saved in {out_dir}")
+            print(f"interrupted during an update or its log; resuming starts from the last state saved in {out_dir}")
         else:
             if phase == "drawn":
                 generator.set_state(batch_state)  # the unfinished step's batch is drawn again on resume

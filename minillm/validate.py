@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 import torch
 
+INT64 = 2**63  # torch indexes, sizes and positions are int64: anything beyond fails inside torch
+MAX_ELEMENTS = 2**30  # a tensor the course builds from a size: 1 G entries (of 4-8 bytes) is past a laptop's
+
 
 def check_int(
     name: str, value: object, minimum: int | None = None, maximum: int | None = None, *, optional: bool = False
@@ -27,6 +30,8 @@ def check_int(
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int{' or None' if optional else ''}, got {type(value).__name__}")
     value = int(value)
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"{name} must fit in int64, got {value}")
     if minimum is not None and maximum is not None and not minimum <= value <= maximum:
         raise ValueError(f"{name} must lie in {minimum}..{maximum}, got {value}")
     if minimum is not None and value < minimum:
@@ -34,6 +39,18 @@ def check_int(
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
     return value
+
+
+def check_elements(name: str, n_elements: int) -> None:
+    """Refuse, before allocating it, a tensor of `n_elements` entries that no memory holds."""
+    if n_elements > MAX_ELEMENTS:
+        raise ValueError(f"{name} = {n_elements} entries is more than any memory holds (at most {MAX_ELEMENTS})")
+
+
+def check_device(name: str, x: torch.Tensor, device: torch.device) -> None:
+    """A tensor must be on the device of what it meets (else torch fails deep inside)."""
+    if x.device != device:
+        raise ValueError(f"{name} is on {x.device}, the model on {device}: move it with .to({str(device)!r})")
 
 
 def check_ints(**rules: tuple[object, int]) -> None:
@@ -179,11 +196,13 @@ def check_mask_rows(name: str, mask: torch.Tensor) -> None:
         raise ValueError(f"{name} gives query row {row} no key to attend to (every row must see at least one key)")
 
 
-def check_ids(ids: object, vocab_size: int) -> tuple[int, int]:
-    """A model's token ids: an integer tensor (B, T), B and T >= 1, each id in 0..vocab_size-1.
-    Returns (B, T)."""
+def check_ids(ids: object, vocab_size: int, device: torch.device | None = None) -> tuple[int, int]:
+    """A model's token ids: an integer tensor (B, T), B and T >= 1, each id in 0..vocab_size-1,
+    on `device` (the model's) if given. Returns (B, T)."""
     if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.long, torch.int32):
         raise TypeError(f"ids must be an integer tensor (B, T), got {getattr(ids, 'dtype', type(ids))}")
+    if device is not None:
+        check_device("ids", ids, device)
     if ids.dim() != 2 or ids.shape[1] == 0:
         raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
     if ids.shape[0] == 0:

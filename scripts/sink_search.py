@@ -19,6 +19,7 @@ import torch
 
 from minillm.config import ModelConfig
 from minillm.train import PRESETS, train
+from minillm.validate import nonnegative_float, positive_int
 
 RUNS = Path("runs/sink_search")
 
@@ -50,8 +51,8 @@ def main() -> None:
     parser.add_argument("name", nargs="?")
     parser.add_argument("override", nargs="?", default="{}")
     parser.add_argument("--preset", default="base")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--max-minutes", type=nonnegative_float, default=None)
     parser.add_argument("--summarise", action="store_true")
     args = parser.parse_args()
     if args.summarise:

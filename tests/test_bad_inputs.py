@@ -1250,11 +1250,14 @@ def test_the_bpe_tokenizer_applies_the_same_rules():
     assert bpe.decode(bpe.encode("Hello there")) == "Hello there"
 
 
-def test_a_tiny_temperature_samples_the_argmax_instead_of_nan():
+def test_a_temperature_that_underflows_is_refused_and_the_smallest_allowed_samples_the_argmax():
     from minillm.decoding import greedy, sample
+    from minillm.sampling import MIN_TEMPERATURE
 
     prompt = [256, 72, 105]
-    assert sample(model(), prompt, 6, temperature=1e-320).tokens == greedy(model(), prompt, 6).tokens
+    with pytest.raises(ValueError, match="temperature 1e-320 underflows"):
+        sample(model(), prompt, 6, temperature=1e-320)  # it used to act as greedy without a word
+    assert sample(model(), prompt, 6, temperature=MIN_TEMPERATURE).tokens == greedy(model(), prompt, 6).tokens
 
 
 def test_token_ids_from_a_tensor_still_decode():

@@ -378,7 +378,7 @@ def test_sorting_streams_drift_from_initial_to_final_distribution():
 @pytest.mark.parametrize(
     "kwargs, error, words",
     [
-        ({"num_basis": 0}, ValueError, "num_basis must be > 0"),
+        ({"num_basis": 0}, ValueError, "num_basis must be an int >= 1"),
         ({"num_basis": -4}, ValueError, "num_basis"),
         ({"num_basis": 8.0}, TypeError, "num_basis must be an int"),
         ({"num_basis": 7}, ValueError, "multiple of len(sigmas)"),

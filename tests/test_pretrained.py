@@ -87,3 +87,23 @@ def test_an_unknown_architecture_is_rejected(small_model, tmp_path):
     (tmp_path / "toy.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="unknown architecture 'GPT5'"):
         load_pretrained("toy", tmp_path)
+
+
+def test_listing_a_folder_that_does_not_exist_is_an_error_not_none(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"directory {tmp_path / 'nowhere'} does not exist"):
+        list_pretrained(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ([1, 2], "must hold a json object"),
+        ({"config": {}}, "field 'sha256' must be a str, got missing"),
+        ({"sha256": "ab", "config": [1]}, "field 'config' must be a dict, got a list"),
+    ],
+)
+def test_a_checkpoint_json_of_the_wrong_shape_names_the_file_and_the_field(tmp_path, meta, message):
+    (tmp_path / "bad.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message) as raised:
+        checkpoint_info("bad", tmp_path)
+    assert str(tmp_path / "bad.json") in str(raised.value)

@@ -137,4 +137,22 @@ def attention_explorer(
     for w in (text_box, layer, head, mask, log, fixed):
         w.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([text_box, info, widgets.HBox([layer, head]), widgets.HBox([mask, log, fixed]), out])
+    box = widgets.VBox([text_box, info, widgets.HBox([layer, head]), widgets.HBox([mask, log, fixed]), out])
+    # A saved notebook opened without a kernel shows a widget's text/plain: a readable line, not its repr.
+    box._repr_mimebundle_ = _with_plain_text(box._repr_mimebundle_, EXPLORER_PLAIN_TEXT)
+    return box
+
+
+EXPLORER_PLAIN_TEXT = "[the attention explorer: an interactive widget. Run this cell in JupyterLab to use it.]"
+
+
+def _with_plain_text(bundle, text: str):
+    """Wrap a widget's _repr_mimebundle_ so that its text/plain entry is `text`."""
+
+    def wrapped(**kwargs):
+        data = bundle(**kwargs)
+        if data:  # ipywidgets returns None when the widget has no model id (closed)
+            data["text/plain"] = text
+        return data
+
+    return wrapped

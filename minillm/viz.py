@@ -126,7 +126,9 @@ def _label_tokens(ax: plt.Axes, tokens: Sequence[int] | None, q_len: int, kv_len
     kv_labels = labels[-kv_len:] if len(labels) >= kv_len else labels
     q_labels = labels[-q_len:]
     xs, ys = tick_positions(len(kv_labels)), tick_positions(len(q_labels))
-    ax.set_xticks(xs, [kv_labels[i] for i in xs], fontsize=7)
+    x_text = [kv_labels[i] for i in xs]
+    # A label wider than its column ("<bos>", "\\xc8") would run into the next one: stand them all upright.
+    ax.set_xticks(xs, x_text, fontsize=7, rotation=90 if max(map(len, x_text), default=0) > 2 else 0)
     ax.set_yticks(ys, [q_labels[i] for i in ys], fontsize=7)
 
 

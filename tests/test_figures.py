@@ -17,9 +17,6 @@ from minillm import figures
 from minillm.course import ROOT
 
 NOTEBOOKS = sorted(p for d in ("notebooks", "solutions", "exercises") for p in (ROOT / d).glob("*.ipynb"))
-# The chapters whose prose has been swept: there, every claim's number must carry a mark. The others
-# are checked for wrong marks only, until they are swept too.
-SWEPT = {"01", "02", "05", "06", "07", "08"}
 
 
 def _markdown(path) -> list[tuple[str, str]]:
@@ -47,7 +44,7 @@ def test_every_marked_number_is_its_recorded_figure(path, recorded):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in SWEPT], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_number_of_a_claim_is_marked(path):
     problems = [f"{where}: {n}" for where, text in _markdown(path) for n in figures.unmarked_claims(text)]
     assert not problems, "numbers without a mark (record them, or mark a paper's as paper):\n" + "\n".join(problems)
@@ -57,9 +54,8 @@ def test_the_course_map_quotes_the_recorded_figures(recorded):
     problems = []
     for chapter, row in _course_map():
         problems += [f"README row {chapter}: {p}" for p in figures.wrong_marks(row, recorded)]
-        if chapter in SWEPT:
-            claim = row.split("|")[4]  # the "paper's claim reproduced?" column
-            problems += [f"README row {chapter}: {n} is not marked" for n in figures.unmarked_claims(claim)]
+        claim = row.split("|")[4]  # the "paper's claim reproduced?" column
+        problems += [f"README row {chapter}: {n} is not marked" for n in figures.unmarked_claims(claim)]
     assert not problems, "\n".join(problems)
 
 

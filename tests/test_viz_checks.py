@@ -169,6 +169,25 @@ def test_fixed_colour_scale_is_the_same_for_every_picture(small_model):
     plt.close("all")
 
 
+def test_token_tick_labels_do_not_run_into_each_other():
+    """The explorer's picture at its size: "<bos>" beside one-byte labels must not touch the next label."""
+    tokens = [256, *b"def greet(name):\n    return name"]  # 33 tokens: every one labelled
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    plot_attention(torch.full((len(tokens),) * 2, 1 / len(tokens)), tokens=tokens, ax=ax)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(boxes) == len(tokens)
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), "x tick labels overlap"
+    plt.close("all")
+
+
+def test_the_saved_explorer_reads_as_a_sentence_without_a_kernel(small_model):
+    bundle = attention_explorer(small_model, text="hello")._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live: the widget itself
+    assert bundle["text/plain"] == explorer.EXPLORER_PLAIN_TEXT and "VBox" not in bundle["text/plain"]
+    plt.close("all")
+
+
 def test_attention_explorer_redraws_when_a_control_changes(small_model, monkeypatch):
     drawn = []
     monkeypatch.setattr(

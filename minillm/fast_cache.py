@@ -185,7 +185,7 @@ class FastCache(KVCache):
     def _span_mask(self, plan: dict) -> torch.Tensor | None:
         """The step's mask over the buffer's slots [0, end + T), gap included (never seen): one
         fused attention reads the keys where they lie, without a copy. None: every slot is seen."""
-        (f, _), (start, hi) = plan["views"] if len(plan["views"]) == 2 else ((0, 0), plan["views"][0])
+        (_, f), (start, hi) = plan["views"] if len(plan["views"]) == 2 else ((0, 0), plan["views"][0])
         mask = plan["mask"]
         if start == f:
             return mask

@@ -35,7 +35,7 @@ from .continuous_attention import (
 )
 from .guard import all_or_nothing, remember
 from .model import Block, MiniLLM
-from .validate import check_device
+from .validate import check_bool, check_device
 
 
 class ContinuousMemory:
@@ -97,6 +97,8 @@ class ContinuousMemory:
             raise ValueError(f"{name} must have shape (L, e) or (batch, L, e) with L >= 1, got {tuple(x.shape)}")
         if appending and self._coef is not None:
             check_device(name, x, self._coef.device)
+        if x.is_meta:  # a shape without values: nothing to regress
+            raise ValueError(f"{name} is a meta tensor (a shape without values): pass the vectors themselves")
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} must be finite (it holds NaN or inf)")
         if appending and self._coef is not None:
@@ -118,13 +120,24 @@ class ContinuousMemory:
         self._coef = G.T @ x  # (N, L) @ (..., L, e) -> (..., N, e)
         return self
 
-    def read(self, t: torch.Tensor) -> torch.Tensor:
-        """X(t) = B^T psi(t) at the points t (Q,): (Q, e), or (batch, Q, e)."""
+    def read(self, t: torch.Tensor, extrapolate: bool = False) -> torch.Tensor:
+        """X(t) = B^T psi(t) at the points t (Q,): (Q, e), or (batch, Q, e).
+
+        The memory holds its signal on [0, 1]; outside, X(t) is only the tails of the basis
+        functions. A read there is refused unless `extrapolate=True` says it is meant (chapter 07
+        reads outside to show what the padding does)."""
         coef = self.coefficients
         if not isinstance(t, torch.Tensor) or t.dim() != 1:
             raise ValueError(f"t must be a 1-D tensor of positions, got {getattr(t, 'shape', type(t))}")
-        if not torch.isfinite(t).all():  # outside [0, 1] is allowed: it shows what the padding does
+        check_bool("extrapolate", extrapolate)
+        check_device("t", t, coef.device)
+        if not torch.isfinite(t).all():
             raise ValueError("t must be finite (it holds NaN or inf)")
+        if not extrapolate and len(t) and (t.min() < 0 or t.max() > 1):
+            raise ValueError(
+                f"t must lie in [0, 1], where the memory holds its signal (got {t.min().item():.3g} to "
+                f"{t.max().item():.3g}); pass extrapolate=True to read the basis functions' tails outside it"
+            )
         psi = self.basis.to(coef.device, coef.dtype)(t.to(coef))  # (Q, N)
         return psi @ coef  # (Q, N) @ (..., N, e) -> (..., Q, e)
 

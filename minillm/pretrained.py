@@ -189,13 +189,20 @@ def _map_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _check_location(directory: object, device: object) -> torch.device:
-    """The `directory` and `device` arguments of the loaders: a path (or None) and a torch device."""
+def _check_directory(directory: object) -> None:
+    """The `directory` argument of the loaders: a path to a folder, or None (their default)."""
     if directory is not None:
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory must be a str, a Path or None, got {type(directory).__name__}")
+        if not os.fspath(directory):  # Path("") would quietly mean the current folder
+            raise ValueError("directory is empty: give a folder, or None for the default")
         if Path(directory).exists() and not Path(directory).is_dir():
             raise ValueError(f"directory must be a directory, but {str(directory)!r} is a file")
+
+
+def _check_location(directory: object, device: object) -> torch.device:
+    """The `directory` and `device` arguments of the loaders: a path (or None) and a torch device."""
+    _check_directory(directory)
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     try:
@@ -209,6 +216,7 @@ def _check_location(directory: object, device: object) -> torch.device:
 
 def list_pretrained(directory: str | Path | None = None) -> list[str]:
     """Names of the checkpoints in `directory` (default: the package's checkpoints/)."""
+    _check_directory(directory)
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
     if not directory.is_dir():  # "none" would read as an empty folder
         raise FileNotFoundError(f"directory {directory} does not exist (or is not a folder)")
@@ -217,11 +225,14 @@ def list_pretrained(directory: str | Path | None = None) -> list[str]:
 
 def checkpoint_info(name: str, directory: str | Path | None = None) -> dict:
     """The json metadata of checkpoint `name`: config, recipe, losses, sink masses, ..."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str such as 'base', got {type(name).__name__}")
+    _check_directory(directory)
     directory = Path(directory) if directory is not None else CHECKPOINT_DIR
     meta_path = directory / f"{name}.json"
     if not meta_path.exists():
         available = ", ".join(list_pretrained(directory)) or "none"
-        raise FileNotFoundError(f"no checkpoint named {name!r} in {directory} (available: {available})")
+        raise FileNotFoundError(f"no checkpoint named {name!r} in directory {directory} (available: {available})")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:

@@ -44,6 +44,7 @@ POLICIES = {
     "lambda, limit = local": lambda: LambdaCache(3, 6, 6),
     "lambda, n_local 1": lambda: LambdaCache(2, 1, 2),
     "limit only": lambda: LambdaCache(NEVER, 6, 4),  # every token global: dense with a distance limit
+    "lambda, no limit": lambda: LambdaCache(3, 5, NEVER),  # no far pair: chunks take the fused path over a gap
     "lambda, reference rule": lambda: LambdaCache(2, 5, 3, mode="reference"),  # far globals pinned at 3
     "lambda, reference rule, limit > local": lambda: LambdaCache(2, 4, 7, mode="reference"),
 }

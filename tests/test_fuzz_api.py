@@ -2,8 +2,9 @@
 for its annotated type (wrong types, bools for ints, 0, negatives, sizes past int64 or any memory,
 NaN/inf/denormal floats, empty and mismatched shapes, wrong dtypes, a "meta" tensor standing for a
 device mismatch), the others kept valid. The only acceptable outcomes: a result, or a ValueError /
-TypeError that names the argument. Each public callable gives one valid call (below); which
-arguments it has, and their types, come from `inspect.signature`.
+TypeError (FileNotFoundError for a checkpoint or folder that is not there) that names the
+argument. Each public callable gives one valid call (below); which arguments it has, and their
+types, come from `inspect.signature`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from minillm.decoding import greedy, jacobi_decode, lookahead_decode
 from minillm.infinite_former import ContinuousMemory
 from minillm.megabyte import Megabyte, MegabyteConfig
 from minillm.model import MiniLLM
+from minillm.pretrained import list_pretrained, load_pretrained, load_tokenizer
 from minillm.streaming import recompute_nll, stream_nll
 from minillm.tokenizer import ByteTokenizer
+from minillm_kernels import TRITON_AVAILABLE, block_sparse_attention
 
 torch.manual_seed(0)
 MODEL = MiniLLM(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_seq_len=16)).eval()
@@ -33,7 +36,9 @@ MEGABYTE = Megabyte(
     MegabyteConfig(patch_size=2, d_global=8, n_global_layers=1, d_local=8, n_local_layers=1, max_patches=4)
 )
 MEMORY = ContinuousMemory(num_basis=4, sigmas=(0.1,), num_samples=8).fit(torch.randn(5, 3))
+FITTED = ContinuousMemory(num_basis=4, sigmas=(0.1,), num_samples=8)  # refitted by every call
 IDS = [1, 2, 3, 4]
+QKV = torch.randn(3, 1, 1, 20, 16).unbind(0)  # (B, H, T, D) each: T not a multiple of the block
 
 # each public callable of the course's API, with one valid call: {argument: value}
 TARGETS = {
@@ -59,7 +64,16 @@ TARGETS = {
     "ContinuousMemory": (ContinuousMemory, {"num_basis": 4, "sigmas": (0.1,), "ridge": 1.0, "tau": 0.5}),
     "ContinuousMemory.read": (MEMORY.read, {"t": torch.linspace(0, 1, 3)}),
     "ContinuousMemory.update": (MEMORY.update, {"x_new": torch.randn(2, 3)}),
+    "ContinuousMemory.fit": (FITTED.fit, {"x": torch.randn(5, 3)}),
+    "load_pretrained": (load_pretrained, {"name": "base"}),
+    "list_pretrained": (list_pretrained, {}),
+    "load_tokenizer": (load_tokenizer, {"name": "base"}),
 }
+if TRITON_AVAILABLE:  # elsewhere it refuses every call, saying that it needs Triton (tests/test_kernels.py)
+    TARGETS["block_sparse_attention"] = (
+        block_sparse_attention,
+        {"q": QKV[0], "k": QKV[1], "v": QKV[2], "n_sink": 1, "window": 8, "causal": True},
+    )
 
 HUGE = [2**31, 2**63, 2**64 + 1, 10**30]
 INTS = st.sampled_from([0, -1, -(2**63) - 1, True, False, 1.5, 2.0, "3", None, *HUGE]) | st.integers(-5, 40)
@@ -153,7 +167,7 @@ def test_a_bad_argument_is_refused_by_name(name):
         try:
             with time_limit(20), torch.no_grad():
                 fn(**kwargs)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a missing file is reported as one
             assert arg in str(e), f"{name}({arg}={value!r}) raised {type(e).__name__} without naming {arg}: {e}"
 
     check()

@@ -84,7 +84,9 @@ def test_smooth_signal_is_reconstructed_within_a_few_percent_with_64_basis_funct
     inside = (t > 0.1) & (t < 0.9)
     assert (padded.read(t) - x)[inside].norm() / x[inside].norm() < 0.02  # measured 0.7%
     outside = torch.tensor([-0.05, 1.05], dtype=f64)
-    assert padded.read(outside).abs().max() < 0.1 < ContinuousMemory(64, pad=False).fit(x).read(outside).abs().max()
+    unpadded = ContinuousMemory(64, pad=False).fit(x)
+    beyond_padded, beyond_unpadded = (m.read(outside, extrapolate=True).abs().max() for m in (padded, unpadded))
+    assert beyond_padded < 0.1 < beyond_unpadded
 
 
 def _stacked_least_squares(t: torch.Tensor, x: torch.Tensor, num_basis: int, sigmas, ridge: float) -> torch.Tensor:
@@ -419,3 +421,18 @@ def test_bad_shapes_raise():
         MemoryConfig(tau=2.0)
     with pytest.raises(ValueError, match="length"):
         make_sorting_data(4, 0)
+
+
+def test_a_read_outside_the_memory_is_refused_unless_asked_for():
+    """The memory holds its signal on [0, 1]: a read outside is the basis's tails, never silent."""
+    memory = ContinuousMemory(num_basis=8, sigmas=(0.1,)).fit(torch.randn(6, 2, dtype=torch.float64))
+    inside = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    assert memory.read(inside).shape == (3, 2)
+    for outside in ([1.05], [-0.01], [0.5, 1.2]):
+        with pytest.raises(ValueError, match=r"t must lie in \[0, 1\].*extrapolate=True"):
+            memory.read(torch.tensor(outside, dtype=torch.float64))
+    wide = torch.tensor([-0.2, 0.5, 1.2], dtype=torch.float64)
+    psi = memory.basis.to("cpu", torch.float64)(wide)  # what a read is: B^T psi(t), tails included
+    torch.testing.assert_close(memory.read(wide, extrapolate=True), psi @ memory.coefficients)
+    with pytest.raises(TypeError, match="extrapolate"):
+        memory.read(inside, extrapolate="yes")

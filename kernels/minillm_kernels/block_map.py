@@ -32,7 +32,11 @@ def check_mask_args(n_sink: int, window: int | None, causal: bool) -> None:
     """Raise TypeError/ValueError for arguments that name no mask this package supports."""
     check_bool("causal", causal)
     check_int("n_sink", n_sink, 0)
-    if check_int("window", window, 1, optional=True) is not None and not causal:
+    check_int("window", window, 1, optional=True)
+    for name, value in (("n_sink", n_sink), ("window", window)):
+        if value is not None and value >= 2**31:  # the kernels compare token indices as int32
+            raise ValueError(f"{name} must be < 2**31 (the kernels index tokens with int32), got {value}")
+    if window is not None and not causal:
         # A window is a causal idea here (StreamingLLM evicts the past); a bidirectional band
         # would need a mask_mod that minillm.masks does not define, so we refuse it.
         raise ValueError("window requires causal=True (a sliding window looks back, never ahead)")

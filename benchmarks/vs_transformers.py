@@ -35,6 +35,7 @@ from minillm.cache import DenseCache
 from minillm.decoding import greedy, jacobi_decode, lookahead_decode
 from minillm.lookahead import LookaheadCache
 from minillm.pretrained import load_pretrained, load_tokenizer
+from minillm.validate import positive_int
 
 RESULTS = Path(__file__).parent / "results"
 CODE = '''def fibonacci(n):
@@ -309,14 +310,21 @@ def decoders(model, new_tokens: int, configs: list[tuple[int, int, int]]) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--prefill", type=int, nargs="+", default=[512, 2048], help="prefill lengths")
-    parser.add_argument("--prefill-rounds", type=int, nargs="+", default=[3, 2], help="rounds per prefill length")
-    parser.add_argument("--new-tokens", type=int, default=48, help="tokens each decoder generates")
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--prefill", type=positive_int, nargs="+", default=[512, 2048], help="prefill lengths")
+    parser.add_argument(
+        "--prefill-rounds", type=positive_int, nargs="+", default=[3, 2], help="rounds per prefill length"
+    )
+    parser.add_argument("--new-tokens", type=positive_int, default=48, help="tokens each decoder generates")
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 round, nothing written")
     parser.add_argument("--out", type=Path, default=RESULTS / "vs_transformers.json")
     args = parser.parse_args()
+    if len(args.prefill) != len(args.prefill_rounds):
+        parser.error(
+            f"argument --prefill-rounds: give one per --prefill length "
+            f"({len(args.prefill)}), got {len(args.prefill_rounds)}"
+        )
     torch.set_num_threads(args.threads)
     ours = load_pretrained("smollm2-135m").eval()
     hf = to_transformers(ours)

@@ -10,6 +10,9 @@ which JupyterLab and GitHub render as plain text (the name shows when the pointe
 `tests/test_figures.py` fails when a marked number differs from the recorded value at the
 precision the sentence prints, and when a claim's number (a decimal, a percentage, a ratio such as
 2.4×) carries no mark. A figure quoted from a paper is marked as one: `<span title="paper">955×</span>`.
+An integer in a sentence is a claim too, unless it is a setting the notebook's own code writes
+(W = 32 is the literal `32` in a code cell), a place in the text (chapter 05, §3, Table 2, step 4,
+layer 3), a year or a number up to 2 (one, two); a result such as "38 steps" must be recorded.
 
 Recording writes `notebooks/figures.json` only while `python -m minillm.course run` executes a lecture
 or solution notebook (it names the notebook in the environment variable below). Anywhere else
@@ -125,9 +128,53 @@ def wrong_marks(text: str, figures: dict[str, dict]) -> list[str]:
     return problems
 
 
-def unmarked_claims(text: str) -> list[str]:
-    """The claim numbers of a text that carry no mark (marked ones, code, math, links and ids removed)."""
+def _prose(text: str) -> str:
+    """A text without its marked numbers, code, math, links and ids."""
     text = MARK.sub(" ", text)
     for pattern in NOT_PROSE:
         text = pattern.sub(" ", text)
-    return [m.group().strip() for m in CLAIM.finditer(text)]
+    return text
+
+
+def unmarked_claims(text: str) -> list[str]:
+    """The claim numbers (decimals, percentages, ratios) of a text that carry no mark."""
+    return [m.group().strip() for m in CLAIM.finditer(_prose(text))]
+
+
+# An integer standing alone: not part of a word (SmolLM2, x86-64, 135M), a decimal, a power or an id.
+INTEGER = re.compile(r"(?<![\w.§#/^_−-])[−+-]?\d[\d,]*(?![\d.,]*\d)(?!\.\d)(?![\w^/-])")
+# Integers that name a place in the text or a date rather than state a quantity.
+PLACE = re.compile(
+    r"(?:\b(?:chapters?|cells?|exercises?|tables?|fig\.|figures?|eq\.|equations?|sections?|appendix|issues?|"
+    r"PR|steps?|levels?|layers?|heads?|rows?|columns?|parts?|lectures?|notebooks?|algorithm|No\.|"
+    r"January|February|March|April|May|June|July|August|September|October|November|December)|§)\s*$",
+    re.I,
+)
+STRUCTURE = [
+    re.compile(r"^[ \t]*#+[ \t]*\d+(?:\.\d+)*\.?", re.M),  # a heading's number: "## 5. The wall clock"
+    re.compile(r"^[ \t]*\d+\.[ \t]", re.M),  # a numbered list's item
+    re.compile(r"\*\*Run time:\*\* about \d+ s"),  # checked against run_times.json by tests/test_course.py
+]
+
+
+def code_integers(sources: list[str]) -> set[int]:
+    """The integer literals of some code (1_000 and 2048 alike): the settings a sentence may restate."""
+    return {int(m.group().replace("_", "")) for s in sources for m in re.finditer(r"(?<![\w.])\d[\d_]*(?![\w.])", s)}
+
+
+def unmarked_integers(text: str, settings: set[int]) -> list[str]:
+    """The integers of a text that state a quantity which is neither marked nor one of `settings`."""
+    text = _prose(text)
+    for pattern in STRUCTURE:
+        text = pattern.sub(" ", text)
+    found = []
+    for match in INTEGER.finditer(text):
+        shown = match.group()
+        value = int(shown.replace(",", "").lstrip("+−-"))
+        signed = shown[0] in "+−-"  # "+2 from N = 32 to 64" is a change: a result, never a place or setting
+        if not signed and (PLACE.search(text[max(0, match.start() - 20) : match.start()]) or value <= 2):
+            continue
+        if not signed and (value in settings or 1900 <= value <= 2030):
+            continue
+        found.append(shown)
+    return found

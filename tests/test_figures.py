@@ -50,12 +50,29 @@ def test_every_number_of_a_claim_is_marked(path):
     assert not problems, "numbers without a mark (record them, or mark a paper's as paper):\n" + "\n".join(problems)
 
 
+def _settings(path) -> set[int]:
+    """The integers a notebook's code writes (an exercise's are its solution's: its own are stubs)."""
+    twin = ROOT / "solutions" / path.name if path.parent.name == "exercises" else path
+    return figures.code_integers([c.source for c in nbformat.read(twin, as_version=4).cells if c.cell_type == "code"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_integer_of_a_sentence_is_a_setting_or_marked(path):
+    settings = _settings(path)
+    problems = [f"{where}: {n}" for where, text in _markdown(path) for n in figures.unmarked_integers(text, settings)]
+    assert not problems, "integers that are neither a setting in the code nor marked (record them):\n" + "\n".join(
+        problems
+    )
+
+
 def test_the_course_map_quotes_the_recorded_figures(recorded):
     problems = []
     for chapter, row in _course_map():
         problems += [f"README row {chapter}: {p}" for p in figures.wrong_marks(row, recorded)]
         claim = row.split("|")[4]  # the "paper's claim reproduced?" column
         problems += [f"README row {chapter}: {n} is not marked" for n in figures.unmarked_claims(claim)]
+        settings = _settings(next((ROOT / "notebooks").glob(f"{chapter}_*.ipynb")))
+        problems += [f"README row {chapter}: {n} is not marked" for n in figures.unmarked_integers(claim, settings)]
     assert not problems, "\n".join(problems)
 
 
@@ -116,3 +133,13 @@ def test_claim_numbers_are_decimals_percentages_and_ratios_but_not_settings_or_i
         'arXiv 2308.16137, torch 2.14.1, `0.5`, $0.5$, the 0.8M-parameter model, <span title="ch02.a">1.5</span>'
     )
     assert figures.unmarked_claims(text) == ["3.27×", "15 %", "2.4", "1,432.5"]
+
+
+def test_an_integer_is_a_claim_unless_it_is_a_setting_a_place_a_year_or_small():
+    text = (
+        "38 steps instead of 64, +2 from N = 32, 10 of them; chapter 05, §3, Table 2, layer 7, November 2023, "
+        'x86-64, SmolLM2-135M, 2^15, one or 2 tokens, `17`, $19$, <span title="ch05.steps">38</span>, 1,024 keys'
+    )
+    assert figures.unmarked_integers(text, settings={32, 64}) == ["38", "+2", "10", "1,024"]
+    assert figures.unmarked_integers("## 5. The wall clock\n1. first item\n**Run time:** about 70 s", set()) == []
+    assert figures.code_integers(["W = 32\nn = 1_000\nx = model(ids)[:, -1]\ny = 0.5"]) == {32, 1000, 1}

@@ -60,6 +60,11 @@ def _probs_of(model, ids):
         return model(torch.tensor([ids])).logits[0, -1].softmax(-1)
 
 
+def packed(rule):
+    """packed_mask from a rule (doc_ids, q_idx, kv_idx) -> bool tensor."""
+    return lambda doc: lambda b, h, q, k: rule(doc, q, k)
+
+
 MODEL = object()  # stands for the `model` fixture in a checker's extra arguments
 
 
@@ -286,6 +291,21 @@ CASES = {
             "code_points": lambda m, t: _probs_of(m, [BOS, *(min(ord(c), 255) for c in t)]),
         },
         (MODEL,),
+    ),
+    ch00.check_packed_mask: (
+        packed(lambda d, q, k: (q >= k) & (d[q] == d[k])),
+        {
+            "causal_only": packed(lambda d, q, k: q >= k),  # reads the documents before its own
+            "same_document_only": packed(lambda d, q, k: d[q] == d[k]),  # peeks at its document's future
+            "strictly_before": packed(lambda d, q, k: (q > k) & (d[q] == d[k])),  # a query without itself
+            "previous_document_too": packed(lambda d, q, k: (q >= k) & (d[q] - d[k] <= 1)),
+            "window_of_two": packed(lambda d, q, k: (q >= k) & (q - k <= 2) & (d[q] == d[k])),  # drops older bytes
+            "python_and": packed(lambda d, q, k: (q >= k) and (d[q] == d[k])),
+            "an_int_mask": packed(lambda d, q, k: ((q >= k) & (d[q] == d[k])).long()),
+            "the_notebooks_documents": packed(lambda d, q, k: (q >= k) & (q < 3) & (k < 3) | (q == k)),
+            "not_a_mask_mod": lambda doc: (doc[:, None] == doc[None, :]).tril(),
+        },
+        (),
     ),
     ch01.check_attention: (
         lambda q, k, v, m=None: reference_attention(q, k, v, m)[0],

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from .. import masks
 from ..config import ModelConfig
 from ..model import MiniLLM
 from ..tokenizer import ByteTokenizer
@@ -144,4 +145,83 @@ def check_next_byte_probs(
         atol=1e-5,
         level=hint,
         describe=lambda case: f"text {case[1]!r}" + (" (a second, random model)" if case[0] is probe else ""),
+    )
+
+
+# Packed samples: the document lengths of each case, smallest first (a one-byte document in the third).
+PACKED = [(3,), (2, 3), (4, 1, 3), (3, 7, 2, 4)]
+
+
+def document_ids(lengths: tuple[int, ...]) -> torch.Tensor:
+    """(T,) long: the document each position of a packed sample belongs to, 0, 0, 0, 1, 1, ..."""
+    return torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+
+
+def _which_predictions_move(model: MiniLLM, ids: torch.Tensor, mask_mod: Callable) -> torch.Tensor:
+    """(T, T) bool: [t, s] is whether changing byte s moves the model's prediction at position t."""
+    with torch.no_grad():
+        logits = model(ids[None], mask_mod=mask_mod).logits[0]  # (T, vocab)
+        moved = []
+        for s in range(len(ids)):
+            other = ids.clone()
+            other[s] = (other[s] + 1) % 256  # another byte at position s, the rest unchanged
+            moved.append((model(other[None], mask_mod=mask_mod).logits[0] - logits).abs().amax(-1) > 1e-9)
+    return torch.stack(moved, dim=1)  # (T predictions, T changed bytes)
+
+
+def check_packed_mask(packed_mask: Callable[[torch.Tensor], Callable], hint: int | None = None) -> CheckResult:
+    """packed_mask(doc_ids) must return a mask_mod under which a byte moves exactly the predictions
+    at its own position and after it, in its own document. Tested by changing bytes, not by a formula."""
+    # One layer: a byte reaches another position's prediction only through the mask (with two, it also
+    # travels through the positions between, and a short window would pass). float64: a masked key
+    # changes nothing, to the last bit.
+    with torch.random.fork_rng():  # the notebook's random stream stays as it was
+        torch.manual_seed(0)
+        model = MiniLLM(ModelConfig(d_model=32, n_layers=1, n_heads=2)).double().eval()
+    ids = torch.randint(0, 256, (max(sum(c) for c in PACKED),), generator=torch.Generator().manual_seed(0))
+
+    def student(lengths):
+        doc = document_ids(lengths)
+        mask_mod = packed_mask(doc.clone())
+        if not callable(mask_mod):
+            raise CheckFailed(f"packed_mask must return a mask_mod (a function), got {type(mask_mod).__name__}")
+        try:
+            mask = masks.materialize(mask_mod, len(doc))
+        except (TypeError, ValueError) as e:
+            raise CheckFailed(str(e)) from None
+        empty = ~mask.any(dim=1)
+        if empty.any():
+            t = int(empty.nonzero()[0])
+            raise CheckFailed(f"the query at position {t} may read no key at all, so it has nothing to predict from")
+        moved = _which_predictions_move(model, ids[: len(doc)], mask_mod)
+        t_idx, s_idx = torch.arange(len(doc))[:, None], torch.arange(len(doc))[None, :]
+        for t, s in (moved & (s_idx > t_idx)).nonzero().tolist():
+            raise CheckFailed(f"the prediction at position {t} moved when the later byte {s} changed: it peeks ahead")
+        for t, s in (moved & (doc[:, None] != doc[None, :])).nonzero().tolist():
+            raise CheckFailed(
+                f"the prediction at position {t} (document {int(doc[t])}) moved when byte {s} of document "
+                f"{int(doc[s])} changed: it reads another document"
+            )
+        for t, s in (~moved & (s_idx <= t_idx) & (doc[:, None] == doc[None, :])).nonzero().tolist():
+            raise CheckFailed(
+                f"the prediction at position {t} did not move when byte {s} of its own document changed: "
+                "it ignores a byte it should use"
+            )
+        return True
+
+    return run_check(
+        "packed_mask",
+        student,
+        lambda lengths: True,
+        [(c,) for c in PACKED],
+        hints=(
+            "a byte may move the predictions at its own position and after it, and only in its own document: "
+            "compare where the query and the key sit in the sample, and which document each belongs to "
+            "(doc_ids tells you for any position)",
+            "two conditions must hold together, each a comparison of tensors: one between q_idx and kv_idx, one "
+            "between the documents of q_idx and kv_idx (doc_ids indexed by a tensor of positions gives a tensor). "
+            "Combine them with &, not `and`; a query must keep itself",
+        ),
+        level=hint,
+        describe=lambda case: f"documents of lengths {list(case[0])}",
     )

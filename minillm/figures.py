@@ -147,7 +147,8 @@ INTEGER = re.compile(r"(?<![\w.§#/^_−-])[−+-]?\d[\d,]*(?![\d.,]*\d)(?!\.\d)
 PLACE = re.compile(
     r"(?:\b(?:chapters?|cells?|exercises?|tables?|fig\.|figures?|eq\.|equations?|sections?|appendix|issues?|"
     r"PR|steps?|levels?|layers?|heads?|rows?|columns?|parts?|lectures?|notebooks?|algorithm|No\.|"
-    r"January|February|March|April|May|June|July|August|September|October|November|December)|§)\s*$",
+    r"January|February|March|April|May|June|July|August|September|October|November|December)|§)"
+    r"\s*(?:§?\d+\s*(?:,|and|or|to|–)\s*)*$",  # "chapters 02 and", "§1–": the places of a list or range
     re.I,
 )
 STRUCTURE = [
@@ -172,7 +173,7 @@ def unmarked_integers(text: str, settings: set[int]) -> list[str]:
         shown = match.group()
         value = int(shown.replace(",", "").lstrip("+−-"))
         signed = shown[0] in "+−-"  # "+2 from N = 32 to 64" is a change: a result, never a place or setting
-        if not signed and (PLACE.search(text[max(0, match.start() - 20) : match.start()]) or value <= 2):
+        if not signed and (PLACE.search(text[max(0, match.start() - 40) : match.start()]) or value <= 2):
             continue
         if not signed and (value in settings or 1900 <= value <= 2030):
             continue

@@ -142,4 +142,8 @@ def test_an_integer_is_a_claim_unless_it_is_a_setting_a_place_a_year_or_small():
     )
     assert figures.unmarked_integers(text, settings={32, 64}) == ["38", "+2", "10", "1,024"]
     assert figures.unmarked_integers("## 5. The wall clock\n1. first item\n**Run time:** about 70 s", set()) == []
+    assert figures.unmarked_integers("chapters 02 and 03, §1–7, exercises 3, 4 or 5; 38 and 39 steps", set()) == [
+        "38",
+        "39",
+    ]
     assert figures.code_integers(["W = 32\nn = 1_000\nx = model(ids)[:, -1]\ny = 0.5"]) == {32, 1000, 1}

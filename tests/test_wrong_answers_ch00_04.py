@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from minillm import masks
-from minillm.attention import reference_attention
-from minillm.cache import WindowCache
+from minillm.attention import distance_limit, reference_attention
+from minillm.cache import LambdaCache, WindowCache
 from minillm.checks import ch00, ch01, ch02, ch03, ch04, reset_hints
 from minillm.config import ModelConfig
 from minillm.kv_cache import KVCache
@@ -614,6 +614,41 @@ CASES = {
         (),
     ),
 }
+
+
+class LambdaKVCache(KVCache):
+    """Chapter 04 exercise 8's cache, with the knobs a learner can get wrong."""
+
+    def __init__(self, n_global, n_local, limit, n_fixed=None, n_recent=None, mask_mod=None, far=None):
+        super().__init__()
+        self.mask_mod = masks.lambda_shaped(n_global, n_local) if mask_mod is None else mask_mod
+        self.n_fixed = n_global if n_fixed is None else n_fixed
+        self.n_recent = n_local - 1 if n_recent is None else n_recent
+        self.far = far or (lambda q_pos, k_pos: distance_limit(q_pos, k_pos, limit))
+
+    def far_pairs(self, q_pos, k_pos):
+        return self.far(q_pos, k_pos)
+
+
+def _key_rotated_too(limit):  # the far pairs' keys rotated at their own positions: the true distance - limit
+    return lambda q, k: {**distance_limit(q, k, limit), "far_k_pos": k}
+
+
+CASES[ch04.check_lambda_cache] = (
+    LambdaKVCache,
+    {
+        "keeps_n_local_recent": lambda g, n, L: LambdaKVCache(g, n, L, n_recent=n),  # the query counted twice
+        "keeps_n_local_minus_2": lambda g, n, L: LambdaKVCache(g, n, L, n_recent=n - 2),
+        "evicts_the_global_tokens": lambda g, n, L: LambdaKVCache(g, n, L, n_fixed=0),
+        "causal_mask": lambda g, n, L: LambdaKVCache(g, n, L, mask_mod=masks.causal()),  # fine one by one only
+        "no_distance_limit": lambda g, n, L: LambdaKVCache(g, n, L, far=lambda q, k: {}),
+        "far_keys_rotated": lambda g, n, L: LambdaKVCache(g, n, L, far=_key_rotated_too(L)),
+        "the_packages_cache": lambda g, n, L: LambdaCache(g, n, L),
+        "not_a_cache": lambda g, n, L: masks.lambda_shaped(g, n),
+    },
+    (),
+)
+
 MODEL_SEEN_IN_THE_NOTEBOOK: list = []  # the global a learner's function might use instead of its argument
 
 WRONG = [(check, name, wrong) for check, (_, wrongs, _) in CASES.items() for name, wrong in wrongs.items()]

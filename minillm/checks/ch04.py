@@ -8,9 +8,11 @@ import torch
 
 from .. import masks
 from ..attention import distance_limit
+from ..fast_cache import FastCache
+from ..kv_cache import KVCache
 from ..lambda_attention import block_keys, lambda_attention
 from ..rope import apply_rope
-from .ch02 import draw_mask_mod
+from .ch02 import _tiny_model, draw_mask_mod
 from .core import CheckFailed, CheckResult, random_tensors, run_check, tensor_result
 
 # The three out-of-distribution factors of LM-Infinite, and which each attention variant leaves unfixed.
@@ -181,3 +183,55 @@ def check_unfixed_factors(unfixed_factors: Callable, hint: int | None = None) ->
         level=hint,
         describe=lambda c: f"variant {c[0]!r}",
     )
+
+
+def check_lambda_cache(make_cache: Callable[[int, int, int], KVCache], hint: int | None = None) -> CheckResult:
+    """make_cache(n_global, n_local, limit) -> a KVCache of the learner's own whose logits, fed one
+    token at a time or in chunks, equal one forward under the Λ with the distance limit, holding
+    after each step only the entries a later query can still see, and no fewer."""
+    model = _tiny_model()
+    ids = torch.randint(0, 256, (18,), generator=torch.Generator().manual_seed(4))
+
+    def reference(n_global, n_local, limit):
+        with torch.no_grad():
+            mask_mod = masks.lambda_shaped(n_global, n_local)
+            logits = model(ids[None], mask_mod=mask_mod, max_distance=limit).logits[0]
+        # After step t the next query sees the first n_global tokens and the n_local - 1 before it;
+        # every later query sees a subset of those and its own newer tokens.
+        held = torch.tensor([min(t + 1, n_global + n_local - 1) for t in range(len(ids))])
+        return logits, logits, held
+
+    def fed(cache, chunk):
+        logits, held = [], []
+        with torch.no_grad():
+            for s in range(0, len(ids), chunk):
+                logits.append(model(ids[None, s : s + chunk], cache=cache).logits[0])
+                held.append(len(cache))
+        return torch.cat(logits), torch.tensor(held)
+
+    def student(n_global, n_local, limit):
+        caches = [make_cache(n_global, n_local, limit) for _ in range(2)]
+        for cache in caches:
+            if isinstance(cache, FastCache) or not isinstance(cache, KVCache):
+                raise CheckFailed(
+                    f"make_cache must return your own subclass of KVCache, got {type(cache).__name__} "
+                    "(the package's LambdaCache is the thing this exercise rebuilds)"
+                )
+        one_by_one, held = fed(caches[0], 1)
+        return one_by_one, fed(caches[1], 5)[0], held
+
+    return run_check(
+        "lambda_cache", student, reference, [(1, 3, 3), (2, 4, 4), (3, 5, 2), (0, 4, 3), (2, 3, 6)],
+        hints=(
+            "item 0 compares your logits, token by token, with one forward under masks.lambda_shaped(n_global, "
+            "n_local) and max_distance=limit; item 1 the same fed in chunks of 5 (so the mask matters, not only "
+            "what the cache holds); item 2 counts the entries held after each step: an entry may leave only when "
+            "no later query will see it",
+            "a KVCache subclass sets, in __init__, the mask_mod a new query is checked against, the first entries "
+            "kept for good (n_fixed) and how many recent ones survive a step (n_recent: the next query sees them "
+            "and itself); far_pairs(q_pos, k_pos) returns which pairs are scored at another distance, as the "
+            "lecture's distance_limit does",
+        ),
+        level=hint,
+        describe=lambda c: f"n_global={c[0]}, n_local={c[1]}, limit={c[2]}, {len(ids)} tokens",
+    )  # fmt: skip

@@ -177,6 +177,12 @@ class Megabyte(nn.Module):
             e = torch.cat([self.local_pad.expand(e.shape[0], 1, -1), e], dim=1)  # (N, n, D_L)
         return slices + e
 
+    def local_model_inputs(self, slices: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """The local model's inputs (N, P, D_L) for whole patches (N, P) and their slices (N, P, D_L)."""
+        if self.shift_local:
+            return self.local_inputs(slices, patches[:, :-1], first=True)
+        return slices + self.local_embed(patches)  # the bug the pad byte prevents: byte p sees itself
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for bytes (B, T): logits[:, t] scores byte t given bytes < t."""
         self._check_ids(ids)
@@ -187,11 +193,7 @@ class Megabyte(nn.Module):
         g = self.run_blocks(self.global_blocks, self.global_inputs(ids, 0, K))  # (B, K, P·D_G)
         slices = self.project(g).reshape(B * K, P, D_L)  # (B·K, P, D_L)
         patches = ids.reshape(B * K, P)  # every patch is one sequence of the local model
-        if self.shift_local:
-            x = self.local_inputs(slices, patches[:, :-1], first=True)  # (B·K, P, D_L)
-        else:  # the bug the pad byte prevents: byte p sees itself
-            x = slices + self.local_embed(patches)
-        h = self.run_blocks(self.local_blocks, x)  # (B·K, P, D_L)
+        h = self.run_blocks(self.local_blocks, self.local_model_inputs(slices, patches))  # (B·K, P, D_L)
         logits = self.head(self.local_norm(h))  # (B·K, P, V)
         return logits.view(B, K * P, -1)[:, :T]  # (B, T, V)
 

@@ -5,6 +5,7 @@ import torch
 
 from minillm.checks import ch06
 from minillm.megabyte import Megabyte, MegabyteConfig
+from minillm.megabyte_pictures import patch_layout
 
 
 def package_patch_embed(ids, token_emb, pos_emb, patch_size):
@@ -66,12 +67,24 @@ def slots_by_patch(nll, patch_size):  # averages each patch instead of each slot
     return nll.reshape(nll.shape[0], -1, patch_size).mean(dim=(0, 2))[:patch_size]
 
 
+def package_causal_patches(ids, patch_size, pad_id):  # the rows a real Megabyte's global_inputs read
+    model = Megabyte(MegabyteConfig(patch_size=patch_size, max_patches=ids.shape[1] // patch_size))
+    reads = patch_layout(model, ids[:1]).global_reads  # byte positions per row, the same for every batch row
+    rows = [ids[:, list(r)] if r else torch.full((len(ids), patch_size), pad_id) for r in reads]
+    return torch.stack(rows, dim=1)
+
+
+def split_without_shift(ids, patch_size, pad_id):  # row k holds patch k: the global output sees its own bytes
+    return ids.view(ids.shape[0], -1, patch_size)
+
+
 CASES = [
     (ch06.check_patch_embed, package_patch_embed, embed_without_positions),
     (ch06.check_global_shift, package_global_shift, shifted_the_wrong_way),
     (ch06.check_local_input, package_local_input, local_input_sees_its_own_byte),
     (ch06.check_count_global_calls, package_count_global_calls, one_call_per_patch_of_new_bytes),
     (ch06.check_loss_by_slot, package_loss_by_slot, slots_by_patch),
+    (ch06.check_causal_patches, package_causal_patches, split_without_shift),
 ]
 
 

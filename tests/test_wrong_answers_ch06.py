@@ -211,6 +211,52 @@ def slots_first_patch(nll, patch_size):  # the first patch only
     return nll[:, :patch_size].mean(0)
 
 
+# ---------------------------------------------------------------------------------------------
+# Exercise 8: a patch split that never lets a byte see its own patch (a property, not a formula)
+# ---------------------------------------------------------------------------------------------
+
+
+def split_right(ids, patch_size, pad_id):
+    B, T = ids.shape
+    start = torch.full((B, patch_size), pad_id, dtype=ids.dtype)
+    return torch.cat([start, ids[:, :-patch_size]], dim=1).view(B, T // patch_size, patch_size)
+
+
+def split_no_shift(ids, patch_size, pad_id):  # row k holds patch k itself
+    return ids.view(ids.shape[0], -1, patch_size)
+
+
+def split_byte_shift(ids, patch_size, pad_id):  # the local model's shift: row k keeps P - 1 bytes of patch k
+    B, T = ids.shape
+    return torch.cat([torch.full((B, 1), pad_id), ids[:, :-1]], dim=1).view(B, T // patch_size, patch_size)
+
+
+def split_roll(ids, patch_size, pad_id):  # the last patch wraps around into row 0
+    return torch.roll(ids, patch_size, dims=1).view(ids.shape[0], -1, patch_size)
+
+
+def split_zero_pad(ids, patch_size, pad_id):  # pads with byte 0, which reads as a NUL byte
+    return split_right(ids, patch_size, 0)
+
+
+def split_two_patches(ids, patch_size, pad_id):  # safe, but patch k - 1 reaches only the output for k + 1
+    B, T = ids.shape
+    start = torch.full((B, 2 * patch_size), pad_id, dtype=ids.dtype)
+    return torch.cat([start, ids[:, : -2 * patch_size]], dim=1)[:, :T].view(B, T // patch_size, patch_size)
+
+
+def split_all_pad(ids, patch_size, pad_id):  # never leaks, because it never shows anything
+    return torch.full((ids.shape[0], ids.shape[1] // patch_size, patch_size), pad_id)
+
+
+def split_float(ids, patch_size, pad_id):  # right rows, but floats: not byte ids for an embedding
+    return split_right(ids, patch_size, pad_id).float()
+
+
+def split_first_row_only(ids, patch_size, pad_id):  # batch row 0's split for every row
+    return split_right(ids[:1], patch_size, pad_id).expand(len(ids), -1, -1)
+
+
 EXERCISES = {
     "check_patch_embed": (
         embed_right,
@@ -247,6 +293,19 @@ EXERCISES = {
         slots_right,
         [slots_by_patch, slots_wrong_reshape, slots_first_row, slots_sum, slots_first_patch],
     ),
+    "check_causal_patches": (
+        split_right,
+        [
+            split_no_shift,
+            split_byte_shift,
+            split_roll,
+            split_zero_pad,
+            split_two_patches,
+            split_all_pad,
+            split_float,
+            split_first_row_only,
+        ],
+    ),  # fmt: skip
 }
 WRONG = [(check, wrong) for check, (_, wrongs) in EXERCISES.items() for wrong in wrongs]
 

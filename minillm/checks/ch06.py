@@ -215,3 +215,72 @@ def check_loss_by_slot(
         describe=lambda c: f"nll {tuple(c[0].shape)}, P={c[1]}",
         level=hint,
     )
+
+
+HOLDS = "the split is causal and loses nothing"
+
+
+def _causal_split_holds(split: Callable, ids: torch.Tensor, patch_size: int, pad_id: int) -> str:
+    """The property of exercise 8, tested by changing one byte at a time (CheckFailed naming the first
+    violation): row k of patch-split ids may hold no byte of patch k or later, rows 0..k together must
+    hold every byte before patch k, an entry that holds no byte holds pad_id, and rows never mix."""
+    B, T = ids.shape
+    K, P = T // patch_size, patch_size
+    out = tensor_result(split(ids.clone(), P, pad_id), "causal_patches")
+    if out.dtype not in (torch.int64, torch.int32) or tuple(out.shape) != (B, K, P):
+        got = f"a tensor {tuple(out.shape)} {str(out.dtype).removeprefix('torch.')}"
+        raise CheckFailed(f"causal_patches must return byte ids (B, K, P) = {(B, K, P)} as integers; got {got}")
+    holds_a_byte = torch.zeros(B, K, P, dtype=torch.bool)
+    for b in range(B):
+        for t in range(T):
+            other = ids.clone()
+            other[b, t] = (other[b, t] + 1) % 256  # another byte value
+            moved = split(other, P, pad_id) != out  # (B, K, P)
+            holds_a_byte |= moved
+            if moved[torch.arange(B) != b].any():
+                raise CheckFailed(f"changing byte {t} of batch row {b} changes another batch row")
+            rows = sorted(set(moved[b].nonzero()[:, 0].tolist()))
+            if rows and rows[0] <= t // P:
+                raise CheckFailed(
+                    f"byte {t} (patch {t // P}) shows up in row {rows[0]}: the global output for patch {rows[0]} "
+                    f"would see a byte it has to predict, or a later one"
+                )
+            if t // P + 1 < K and not rows:
+                raise CheckFailed(
+                    f"byte {t} (patch {t // P}) shows up in no row: the global output for patch {t // P + 1} "
+                    f"(and every later one) never sees it"
+                )
+            if rows and rows[0] > t // P + 1:
+                raise CheckFailed(
+                    f"byte {t} (patch {t // P}) first shows up in row {rows[0]}: the global output for patch "
+                    f"{t // P + 1} could use it, but rows 0..{t // P + 1} do not hold it"
+                )
+    empty = out[~holds_a_byte]
+    if (empty != pad_id).any():
+        raise CheckFailed(
+            f"an entry that holds no byte holds {empty[empty != pad_id][0].item()} instead of pad_id = {pad_id}: "
+            "a pad that is also a byte value reads as that byte"
+        )
+    return HOLDS
+
+
+def check_causal_patches(
+    causal_patches: Callable[[torch.Tensor, int, int], torch.Tensor], hint: int | None = None
+) -> CheckResult:
+    """causal_patches(ids, patch_size, pad_id) -> (B, K, P) ids for the global model: the property of exercise 8."""
+    cases = [(_ids(0, 1, 8), 4), (_ids(1, 2, 12), 4), (_ids(2, 1, 16), 8), (_ids(3, 2, 6), 2), (_ids(4, 1, 3), 1)]
+    return run_check(
+        "causal_patches",
+        lambda ids, P: _causal_split_holds(causal_patches, ids, P, 258),
+        lambda ids, P: HOLDS,
+        cases,
+        hints=(
+            "ask of each row k which bytes it may hold: the global output for patch k predicts the bytes of "
+            "patch k and sees rows 0..k, so those rows may hold no byte of patch k or later, yet together they "
+            "must hold every byte before patch k",
+            "row 0 can hold no byte at all (fill it with pad_id), and each later row has room for exactly one "
+            "patch: the one the row before it could not hold yet",
+        ),
+        describe=lambda c: f"ids {tuple(c[0].shape)}, P = {c[1]}, pad_id = 258",
+        level=hint,
+    )

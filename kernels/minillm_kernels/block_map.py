@@ -107,15 +107,16 @@ def kv_block_splits(
 
     Returns (s, n_sink_blocks, lo, a, b, c, hi). The forward visits, in this order,
     [0, s) full, [s, n_sink_blocks) partial, [lo, a) full, [a, b) partial, [b, c) full, [c, hi) partial;
-    a full tile runs without a mask, a partial one with it. A tile is full when every pair of a real
-    query (< T) and a key of it is allowed (so every key is < T): causality holds at the tile's corner,
-    and every key that is not a sink is within the window of the last query. Full blocks form at most
+    a full tile runs without a mask, a partial one with it. A tile is full when every pair of a query
+    and a key of it is allowed, the padding queries of the last block counted like real ones (their
+    rows are never stored) and the keys past T as not allowed: causality holds at the tile's corner,
+    and every key that is not a sink is within the window of the block's last query. Full blocks form at most
     two runs inside the band (all-sink blocks, then window-full ones up to the diagonal), which is why
     there are six runs. The Triton kernel computes exactly this.
     """
     n_sink_blocks, lo, hi = kv_block_ranges(q_block, T, block_m, block_n, n_sink, window, causal)
     first_q = q_block * block_m
-    last_q = min(first_q + block_m, T) - 1  # padding rows are never stored: they need not be right
+    last_q = first_q + block_m - 1  # padding queries count like real ones
     causal_full = T // block_n  # key blocks before this hold no padding key
     if causal:
         causal_full = min(causal_full, (first_q + 1) // block_n)  # last key <= first query
@@ -179,20 +180,14 @@ def kinds_from_splits(splits: list[tuple[int, ...]], n_kv_blocks: int) -> torch.
 
 def tile_kinds_from_mask(mask_mod: masks.MaskMod, T: int, block_m: int, block_n: int) -> torch.Tensor:
     """Int (n_q_blocks, n_kv_blocks), the same codes as `tile_kinds`, from the materialized mask:
-    0 no real query sees a key of the tile, 1 every (real query, key) pair is allowed, 2 otherwise.
-    Keys past T count as not allowed; query rows past T are left out (the kernel never stores them)."""
+    0 where `block_map_from_mask` skips the tile, 1 where every (query, key) pair of it is allowed, 2 otherwise.
+    On the padded grid: keys past T are not allowed, the padding queries of the last block count like real ones."""
     check_tiles(T, block_m, block_n)
-    mask = masks.materialize(mask_mod, T, T)  # (T, T)
     n_q, n_kv = -(-T // block_m), -(-T // block_n)
-    padded = torch.zeros(n_q * block_m, n_kv * block_n, dtype=torch.bool)
-    padded[:T, :T] = mask
-    real_row = torch.zeros(n_q * block_m, 1, dtype=torch.bool)
-    real_row[:T] = True
-    tiles = padded.view(n_q, block_m, n_kv, block_n)
-    real = real_row.expand_as(padded).view(n_q, block_m, n_kv, block_n)
-    any_ = tiles.any(dim=3).any(dim=1)
-    every = (tiles | ~real).all(dim=3).all(dim=1)
-    return torch.where(every, 1, torch.where(any_, 2, 0))
+    padded = masks.materialize(mask_mod, n_q * block_m, n_kv * block_n)  # (padded queries, padded keys)
+    padded[:, T:] = False
+    every = padded.view(n_q, block_m, n_kv, block_n).all(dim=3).all(dim=1)
+    return torch.where(every, 1, torch.where(block_map_from_mask(mask_mod, T, block_m, block_n), 2, 0))
 
 
 def visited_kv_blocks(

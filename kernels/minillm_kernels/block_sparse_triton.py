@@ -75,7 +75,7 @@ def _kv_block_splits(start_m, T, n_sink, window, BLOCK_M: tl.constexpr, BLOCK_N:
     """
     n_sink_blocks, lo, hi = _kv_block_range(start_m, T, n_sink, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     first_q = start_m * BLOCK_M
-    last_q = tl.minimum(first_q + BLOCK_M, T) - 1
+    last_q = first_q + BLOCK_M - 1  # padding queries count like real ones
     causal_full = T // BLOCK_N  # key blocks before this hold no padding key
     if CAUSAL:
         causal_full = tl.minimum(causal_full, (first_q + 1) // BLOCK_N)  # last key <= first query

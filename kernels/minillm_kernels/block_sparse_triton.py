@@ -392,12 +392,21 @@ def _splits_kernel(Out_kv, Out_q, T, n_sink, window, BLOCK_M: tl.constexpr, BLOC
                    CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr):  # fmt: skip
     """Program i writes the kernels' own runs for query block i (7 numbers) and key block i (4 numbers)."""
     i = tl.program_id(0)
-    kv_runs = _kv_block_splits(i, T, n_sink, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    for j in tl.static_range(7):
-        tl.store(Out_kv + i * 7 + j, kv_runs[j])
-    q_runs = _q_block_splits(i, T, n_sink, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    for j in tl.static_range(4):
-        tl.store(Out_q + i * 4 + j, q_runs[j])
+    s, n_sink_blocks, lo, a, b, c, hi = _kv_block_splits(i, T, n_sink, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    Out_kv += i * 7  # one store per number: plain scalar stores compile everywhere
+    tl.store(Out_kv, s)
+    tl.store(Out_kv + 1, n_sink_blocks)
+    tl.store(Out_kv + 2, lo)
+    tl.store(Out_kv + 3, a)
+    tl.store(Out_kv + 4, b)
+    tl.store(Out_kv + 5, c)
+    tl.store(Out_kv + 6, hi)
+    q_lo, f0, f1, q_hi = _q_block_splits(i, T, n_sink, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    Out_q += i * 4
+    tl.store(Out_q, q_lo)
+    tl.store(Out_q + 1, f0)
+    tl.store(Out_q + 2, f1)
+    tl.store(Out_q + 3, q_hi)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -197,8 +197,9 @@ def _fwd_kernel(
     """One program = one query block of one (batch, head); grid (cdiv(T, BLOCK_M), B * H).
 
     Loads its BLOCK_M queries once, then runs the online softmax over the sink blocks and the band
-    blocks of `_kv_block_range` (never the blocks in between), and writes the normalized output
-    rows and their log-sum-exp (for the backward).
+    blocks of `_kv_block_range` (never the blocks in between), full tiles without the mask and
+    partial ones with it (`_kv_block_splits`), and writes the normalized output rows and their
+    log-sum-exp (for the backward).
     """
     start_m = tl.program_id(0)
     off_bh = tl.program_id(1)
@@ -287,7 +288,8 @@ def _bwd_dkdv_kernel(
 ):  # fmt: skip
     """One program = one key block of one (batch, head); grid (cdiv(T, BLOCK_N), B * H).
 
-    Holds its keys and values, loops over the query blocks of `_q_block_range`, and accumulates
+    Holds its keys and values, loops over the query blocks of `_q_block_range` (partial, full, partial:
+    `_q_block_splits`), and accumulates
     dV = P^T dO and dK = dS^T Q / sqrt(D) with dS = P * (dO V^T - delta). Everything is computed
     transposed (keys on rows) so the accumulators need no transpose.
     """
@@ -353,7 +355,8 @@ def _bwd_dq_kernel(
 ):  # fmt: skip
     """One program = one query block of one (batch, head); grid (cdiv(T, BLOCK_M), B * H).
 
-    Visits the same key blocks as the forward (sinks, then band) and accumulates dQ = dS K / sqrt(D).
+    Visits the same key blocks as the forward, in the same full and partial runs, and accumulates
+    dQ = dS K / sqrt(D).
     """
     start_m = tl.program_id(0)
     off_bh = tl.program_id(1)

@@ -18,9 +18,11 @@ from .block_map import (
     block_map_from_mask,
     count_visited_blocks,
     mask_mod_for,
+    tile_kinds,
+    tile_kinds_from_mask,
     visited_kv_blocks,
 )
-from .block_sparse import block_sparse_attention
+from .block_sparse import block_sparse_attention, kernel_tile_kinds
 
 __all__ = [
     "TRITON_AVAILABLE",
@@ -31,7 +33,10 @@ __all__ = [
     "block_sparse_attention",
     "blocked_attention",
     "count_visited_blocks",
+    "kernel_tile_kinds",
     "mask_mod_for",
     "reference_attention",
+    "tile_kinds",
+    "tile_kinds_from_mask",
     "visited_kv_blocks",
 ]

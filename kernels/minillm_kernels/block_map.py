@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from minillm import masks
-from minillm.validate import check_bool, check_int
+from minillm.validate import check_bool, check_int, check_ints
 
 
 def full() -> masks.MaskMod:
@@ -40,6 +40,11 @@ def check_mask_args(n_sink: int, window: int | None, causal: bool) -> None:
         # A window is a causal idea here (StreamingLLM evicts the past); a bidirectional band
         # would need a mask_mod that minillm.masks does not define, so we refuse it.
         raise ValueError("window requires causal=True (a sliding window looks back, never ahead)")
+
+
+def check_tiles(T: int, block_m: int, block_n: int) -> None:
+    """Raise TypeError/ValueError unless T, block_m and block_n are positive ints."""
+    check_ints(T=(T, 1), block_m=(block_m, 1), block_n=(block_n, 1))
 
 
 def mask_mod_for(n_sink: int = 0, window: int | None = None, causal: bool = True) -> masks.MaskMod:
@@ -93,6 +98,96 @@ def q_block_ranges(
     last_k = min(first_k + block_n, T) - 1
     hi = min(last_k + window, T - 1) // block_m + 1  # the last query that still sees the last key
     return lo, hi
+
+
+def kv_block_splits(
+    q_block: int, T: int, block_m: int, block_n: int, n_sink: int, window: int | None, causal: bool
+) -> tuple[int, int, int, int, int, int, int]:
+    """Cut the key blocks of `kv_block_ranges` into runs of full tiles and partial tiles.
+
+    Returns (s, n_sink_blocks, lo, a, b, c, hi). The forward visits, in this order,
+    [0, s) full, [s, n_sink_blocks) partial, [lo, a) full, [a, b) partial, [b, c) full, [c, hi) partial;
+    a full tile runs without a mask, a partial one with it. A tile is full when every pair of a query
+    and a key of it is allowed, the padding queries of the last block counted like real ones (their
+    rows are never stored) and the keys past T as not allowed: causality holds at the tile's corner,
+    and every key that is not a sink is within the window of the block's last query. Full blocks form at most
+    two runs inside the band (all-sink blocks, then window-full ones up to the diagonal), which is why
+    there are six runs. The Triton kernel computes exactly this.
+    """
+    n_sink_blocks, lo, hi = kv_block_ranges(q_block, T, block_m, block_n, n_sink, window, causal)
+    first_q = q_block * block_m
+    last_q = first_q + block_m - 1  # padding queries count like real ones
+    causal_full = T // block_n  # key blocks before this hold no padding key
+    if causal:
+        causal_full = min(causal_full, (first_q + 1) // block_n)  # last key <= first query
+    sink_full, window_full = 0, 0  # without a window, every key block passes the window test
+    if window is not None:
+        sink_full = n_sink // block_n  # key blocks whose keys are all sinks
+        # a block is window-full when its first non-sink key, max(n * block_n, n_sink), is within the
+        # last query's window: every block when the sinks reach that far, else from this block on
+        window_full = 0 if n_sink >= last_q - window else -(-(last_q - window) // block_n)
+
+    def clamp(x: int, low: int, high: int) -> int:
+        return max(low, min(x, high))
+
+    s = min(n_sink_blocks, sink_full, causal_full)  # the sink blocks left of the band are never window-full
+    c = clamp(causal_full, lo, hi)
+    a = clamp(sink_full, lo, c)
+    b = clamp(window_full, a, c)
+    return s, n_sink_blocks, lo, a, b, c, hi
+
+
+def q_block_splits(
+    kv_block: int, T: int, block_m: int, block_n: int, n_sink: int, window: int | None, causal: bool
+) -> tuple[int, int, int, int]:
+    """Cut the query blocks of `q_block_ranges` (the backward's dK, dV loop) into partial, full, partial runs.
+
+    Returns (lo, f0, f1, hi): [lo, f0) partial, [f0, f1) full, [f1, hi) partial. Here a full tile
+    also holds no padding query: the masked path is what zeroes their weights.
+    """
+    lo, hi = q_block_ranges(kv_block, T, block_m, block_n, n_sink, window, causal)
+    first_k = kv_block * block_n
+    last_k = first_k + block_n - 1
+    f0 = -(-last_k // block_m) if causal else 0  # first query block whose first query sees the last key
+    f1 = T // block_m  # query blocks before this hold no padding query
+    if window is not None and last_k >= n_sink:  # not all sinks: the last query must see the first non-sink key
+        f1 = min(f1, (max(first_k, n_sink) + window + 1) // block_m)
+    if last_k >= T:  # padding keys: every tile of this key block needs the mask
+        f1 = 0
+    f0 = max(lo, min(f0, hi))
+    return lo, f0, max(f0, min(f1, hi)), hi
+
+
+def tile_kinds(
+    T: int, block_m: int, block_n: int, n_sink: int = 0, window: int | None = None, causal: bool = True
+) -> torch.Tensor:
+    """Int (n_q_blocks, n_kv_blocks): 0 where the forward skips the tile, 1 where it runs it without a
+    mask (full), 2 where it masks it (partial), from `kv_block_splits`: what the kernel does."""
+    check_mask_args(n_sink, window, causal)
+    check_tiles(T, block_m, block_n)
+    splits = [kv_block_splits(m, T, block_m, block_n, n_sink, window, causal) for m in range(-(-T // block_m))]
+    return kinds_from_splits(splits, -(-T // block_n))
+
+
+def kinds_from_splits(splits: list[tuple[int, ...]], n_kv_blocks: int) -> torch.Tensor:
+    """`tile_kinds`' (n_q_blocks, n_kv_blocks) codes from each query block's (s, n_sink_blocks, lo, a, b, c, hi)."""
+    kinds = torch.zeros(len(splits), n_kv_blocks, dtype=torch.int64)
+    for m, (s, n_sink_blocks, lo, a, b, c, hi) in enumerate(splits):
+        for start, end, kind in ((0, s, 1), (s, n_sink_blocks, 2), (lo, a, 1), (a, b, 2), (b, c, 1), (c, hi, 2)):
+            kinds[m, start:end] = kind
+    return kinds
+
+
+def tile_kinds_from_mask(mask_mod: masks.MaskMod, T: int, block_m: int, block_n: int) -> torch.Tensor:
+    """Int (n_q_blocks, n_kv_blocks), the same codes as `tile_kinds`, from the materialized mask:
+    0 where `block_map_from_mask` skips the tile, 1 where every (query, key) pair of it is allowed, 2 otherwise.
+    On the padded grid: keys past T are not allowed, the padding queries of the last block count like real ones."""
+    check_tiles(T, block_m, block_n)
+    n_q, n_kv = -(-T // block_m), -(-T // block_n)
+    padded = masks.materialize(mask_mod, n_q * block_m, n_kv * block_n)  # (padded queries, padded keys)
+    padded[:, T:] = False
+    every = padded.view(n_q, block_m, n_kv, block_n).all(dim=3).all(dim=1)
+    return torch.where(every, 1, torch.where(block_map_from_mask(mask_mod, T, block_m, block_n), 2, 0))
 
 
 def visited_kv_blocks(

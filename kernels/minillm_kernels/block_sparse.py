@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import torch
 
-from minillm.validate import check_finite
+from minillm.validate import check_finite, check_int
 
 from .attention_torch import blocked_attention, reference_attention
 from .backend import TRITON_AVAILABLE, TRITON_INTERPRETED, TRITON_UNAVAILABLE_REASON
-from .block_map import check_mask_args
+from .block_map import check_mask_args, kinds_from_splits
 
-__all__ = ["block_sparse_attention", "blocked_attention", "reference_attention", "default_block_size"]
+__all__ = [
+    "block_sparse_attention",
+    "blocked_attention",
+    "reference_attention",
+    "default_block_size",
+    "kernel_tile_kinds",
+]
 
 HEAD_DIMS = (16, 32, 64, 128)  # powers of two: tl.arange needs one, tl.dot needs >= 16
 
@@ -145,3 +151,24 @@ def block_sparse_attention(
     _check_block("block_m", block_m)
     _check_block("block_n", block_n)
     return BlockSparseAttention.apply(q, k, v, n_sink, window, causal, block_m, block_n)
+
+
+def kernel_tile_kinds(
+    T: int, block_m: int, block_n: int, n_sink: int = 0, window: int | None = None, causal: bool = True
+) -> torch.Tensor:
+    """Int (n_q_blocks, n_kv_blocks): 0 skipped, 1 full (run without a mask), 2 partial (masked), as the
+    forward kernel's own Triton code decides it (`_kv_block_splits`, launched), not a Python copy of it.
+
+    `minillm_kernels.tile_kinds` is the same arithmetic in Python; the tests check both against the mask.
+    """
+    check_mask_args(n_sink, window, causal)
+    check_int("T", T, 1)
+    _check_block("block_m", block_m)
+    _check_block("block_n", block_n)
+    if not TRITON_AVAILABLE:
+        raise RuntimeError(f"kernel_tile_kinds needs Triton: {TRITON_UNAVAILABLE_REASON}")
+    from . import block_sparse_triton as kernels_triton
+
+    device = "cpu" if TRITON_INTERPRETED else "cuda"
+    kv_splits, _ = kernels_triton.block_splits(T, n_sink, window, causal, block_m, block_n, device)
+    return kinds_from_splits([tuple(row) for row in kv_splits.tolist()], -(-T // block_n))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 import minillm_kernels  # sets TRITON_INTERPRET=1 (no GPU) before Triton is imported
-from minillm_kernels import block_map_from_mask, mask_mod_for
+from minillm_kernels import block_map_from_mask, mask_mod_for, tile_kinds_from_mask
 
 from .core import CheckFailed, CheckResult, run_check
 
@@ -394,15 +394,8 @@ def tile_kinds(T: int, block: int, n_sink: int, window: int | None = None) -> to
     Decided on the padded grid: a key past T is never allowed (a tile holding one is partial), and the
     padding queries of the last block count like real ones (their rows are computed, never stored).
     """
-    M = _cdiv(T, block)
-    q_idx, kv_idx = torch.arange(M * block)[:, None], torch.arange(M * block)[None, :]
-    zero = torch.zeros((), dtype=torch.long)
-    allowed = mask_mod_for(n_sink, window)(zero, zero, q_idx, kv_idx) & (kv_idx < T)  # (M*block, M*block)
-    tiles = allowed.view(M, block, M, block).permute(0, 2, 1, 3).reshape(M, M, block * block)
-    kinds = torch.full((M, M), SKIPPED, dtype=torch.int32)
-    kinds[tiles.any(-1)] = PARTIAL
-    kinds[tiles.all(-1)] = FULL
-    return kinds
+    # the package's rule, the one its own kernel's split is tested against (same codes)
+    return tile_kinds_from_mask(mask_mod_for(n_sink, window), T, block, block).to(torch.int32)
 
 
 def flex_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_sink: int = 0, window: int | None = None):

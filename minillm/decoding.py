@@ -32,10 +32,12 @@ from .cache import DenseCache, KVCache
 from .guard import all_or_nothing
 from .lookahead import (
     LookaheadCache,
+    LookaheadLayout,
     NGramPool,
     Verdict,
     lookahead_layout,
     ngrams_from_window,
+    step_input,
     verify_greedy,
     verify_sample,
 )
@@ -273,12 +275,15 @@ class LookaheadDecoder:
         with all_or_nothing("step()", self):
             return self._step()
 
+    def next_input(self) -> tuple[list[int], LookaheadLayout]:
+        """What the next step will feed the model: x, the window, the pool's tails after x (see `step_input`)."""
+        last = self.sequence[-1]
+        return step_input(last, self.levels, self.pool.get(last), self.window, self.ngram)  # at most G tails
+
     def _step(self) -> Verdict:
         W, m, n_levels = self.window, self.ngram - 1, len(self.levels)
         last = self.sequence[-1]
-        candidates = self.pool.get(last)  # at most G tails of N-1 tokens
-        layout = lookahead_layout(W, self.ngram, len(candidates), n_levels)
-        ids = [last] + [t for level in self.levels for t in level] + [t for c in candidates for t in c]  # (T,)
+        ids, layout = self.next_input()
         self.cache.plan(layout.positions, layout.mask)
         logits = self.model(torch.tensor([ids], device=self.device), cache=self.cache).logits[0]  # (T, V)
 
@@ -299,14 +304,14 @@ class LookaheadDecoder:
 
         # Verification branch: candidate g's token i sits at row start + g*m + i.
         start = n_levels * W
-        cand = torch.tensor(candidates, dtype=torch.long).view(-1, m)  # (G, N-1)
-        cand_logits = logits[start:].view(len(candidates), m, logits.shape[-1])  # (G, N-1, V)
+        cand = torch.tensor(ids[start:], dtype=torch.long).view(-1, m)  # (G, N-1): the pool's tails after x
+        cand_logits = logits[start:].view(len(cand), m, logits.shape[-1])  # (G, N-1, V)
         if self.temperature == 0:
             bonus = self.accept == "bonus"
             verdict = verify_greedy(cand, int(logits[0].argmax()), cand_logits.argmax(-1).cpu(), bonus=bonus)
         else:
             probs = next_token_probs(torch.cat([logits[:1], logits[start:]]).cpu(), self.temperature, self.top_k)
-            verdict = verify_sample(cand, probs[0], probs[1:].view(len(candidates), m, probs.shape[-1]), self.generator)
+            verdict = verify_sample(cand, probs[0], probs[1:].view(len(cand), m, probs.shape[-1]), self.generator)
             if self.accept == "reference" and len(verdict.tokens) > m:
                 # Dropping the last settled token keeps the sample exact: the next step redraws it.
                 verdict = Verdict(verdict.candidate, verdict.n_matched, verdict.tokens[:m])

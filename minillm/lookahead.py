@@ -167,6 +167,22 @@ def lookahead_layout(window: int, ngram: int, n_candidates: int, n_levels: int |
     return LookaheadLayout(positions, mask, level, column, candidate, labels)
 
 
+def step_input(
+    last: int, levels: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]], window: int, ngram: int
+) -> tuple[list[int], LookaheadLayout]:
+    """What one step feeds the model: the ids in the layout's order (x, the window level by level,
+    the candidates one after another) and the layout that places them and says who sees whom."""
+    layout = lookahead_layout(window, ngram, len(candidates), len(levels))
+    ids = [int(last)] + [int(t) for level in levels for t in level] + [int(t) for c in candidates for t in c]  # (T,)
+    if len(ids) != len(layout.positions):
+        need = len(layout.positions) - 1
+        raise ValueError(
+            f"levels and candidates hold {len(ids) - 1} tokens after x; W={window} with {len(levels)} levels "
+            f"(W-1 tokens in level 0, W in the others) and {len(candidates)} candidates of ngram-1 tokens need {need}"
+        )
+    return ids, layout
+
+
 class LookaheadCache(DenseCache):
     """A dense cache whose next forward may carry speculative tokens at chosen positions under a
     chosen mask (`plan`); after such a forward only the entries passed to `commit` are kept.
@@ -195,6 +211,11 @@ class LookaheadCache(DenseCache):
         if len(offsets) == 0 or int(offsets.min()) < 0:
             raise ValueError("offsets must be >= 0 (positions after the cached tokens) and at least one")
         self._spec = (offsets, mask)
+
+    @property
+    def planned(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The next forward's plan (offsets (T,), mask (T, T)) until that forward runs, else None."""
+        return self._spec
 
     def begin(self, n_new: int, device: torch.device | str = "cpu") -> AttentionStep:
         if self._pending is not None:

@@ -26,6 +26,17 @@ def package_update_pool(pool, last, levels, new, guesses):
     pool.update({k: shadow.get(k) for k in shadow.keys()})
 
 
+def package_guided_decode(model, prompt, max_new_tokens, guess):
+    """One forward over sequence + guesses a step, judged by the package's verify_greedy."""
+    seq = list(prompt)
+    while len(seq) - len(prompt) < max_new_tokens:
+        draft = torch.tensor([list(guess(seq))], dtype=torch.long).view(1, -1)  # (1, k): one candidate
+        with torch.no_grad():
+            preds = model(torch.tensor([seq + draft[0].tolist()])).logits[0, len(seq) - 1 :].argmax(-1)
+        seq += verify_greedy(draft, int(preds[0]), preds[None, 1:]).tokens
+    return seq[len(prompt) : len(prompt) + max_new_tokens]
+
+
 def stub(*args):
     raise NotImplementedError
 
@@ -36,7 +47,8 @@ def test_checkers_pass_the_package_functions(capsys):
     assert ch05.check_verify(verify_greedy)
     assert ch05.check_verify(lambda c, f, p: dataclasses.astuple(verify_greedy(c, f, p)))
     assert ch05.check_lookahead_mask(lambda W, N, G: lookahead_layout(W, N, G).mask)
-    assert capsys.readouterr().out.count("✅") == 5
+    assert ch05.check_guided_decode(package_guided_decode)
+    assert capsys.readouterr().out.count("✅") == 6
 
 
 def test_checkers_fail_the_classic_mistakes_with_a_hint(capsys):
@@ -66,8 +78,9 @@ def test_checkers_fail_the_classic_mistakes_with_a_hint(capsys):
 
 
 def test_stubs_are_reported_as_not_implemented(capsys):
-    for check in (ch05.check_jacobi_iteration, ch05.check_update_pool, ch05.check_verify, ch05.check_lookahead_mask):
+    checks = (ch05.check_update_pool, ch05.check_verify, ch05.check_lookahead_mask, ch05.check_guided_decode)
+    for check in (ch05.check_jacobi_iteration, *checks):
         assert not check(stub)
     out = capsys.readouterr().out
-    for name in ("jacobi_iteration", "update_pool", "verify", "lookahead_mask"):
+    for name in ("jacobi_iteration", "update_pool", "verify", "lookahead_mask", "guided_decode"):
         assert f"⏳ TODO {name}: not implemented yet" in out

@@ -236,6 +236,7 @@ def verify_none_without_match(candidates, first, preds):  # no candidate index w
         ("check_jacobi_iteration", "jacobi_tensor_items", "but item 0 is a tensor ()"),
         ("check_verify", "verify_tensor_tokens", "the settled tokens (item 2) must be a list of Python ints"),
         ("check_verify", "verify_tensor_counts", "must be a Python int, got a tensor () int64 (.item()"),
+        ("check_guided_decode", "guided_tensor", "guided_decode must be a list of Python ints (list[int]), got a"),
     ],
 )
 def test_a_tensor_where_the_spec_says_int_or_list_of_int_fails_with_a_message_that_says_so(
@@ -311,6 +312,80 @@ def mask_transposed(W, N, G):  # keys and queries swapped
     return mask_right(W, N, G).T.contiguous()
 
 
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: a decoder that is greedy whatever its guesses (the property, not the formula)
+# ---------------------------------------------------------------------------------------------
+
+
+def _model_tokens(model, seq, draft):
+    """The model's token after seq and after each draft token, from one forward."""
+    with torch.no_grad():
+        return model(torch.tensor([seq + draft])).logits[0, len(seq) - 1 :].argmax(-1).tolist()
+
+
+def _guided(model, prompt, max_new_tokens, guess, settle):
+    """The loop every answer below shares; `settle(draft, truth)` says what one forward settles."""
+    seq = list(prompt)
+    while len(seq) - len(prompt) < max_new_tokens:
+        draft = list(guess(seq))
+        seq += settle(draft, _model_tokens(model, seq, draft))
+    return seq[len(prompt) : len(prompt) + max_new_tokens]
+
+
+def _matched(draft, truth):
+    n = 0
+    while n < len(draft) and draft[n] == truth[n]:
+        n += 1
+    return n
+
+
+def guided_right(model, prompt, max_new_tokens, guess):
+    return _guided(model, prompt, max_new_tokens, guess, lambda d, t: t[: _matched(d, t) + 1])
+
+
+def guided_trusts_guesses(model, prompt, max_new_tokens, guess):  # keeps every guess, checked or not
+    return _guided(model, prompt, max_new_tokens, guess, lambda d, t: d + [t[len(d)]])
+
+
+def guided_no_bonus(model, prompt, max_new_tokens, guess):  # a matched prefix without the model's token after it
+    return _guided(model, prompt, max_new_tokens, guess, lambda d, t: t[: max(_matched(d, t), 1)])
+
+
+def guided_ignores_guesses(model, prompt, max_new_tokens, guess):  # plain greedy: one token a forward
+    return _guided(model, prompt, max_new_tokens, lambda seq: [], lambda d, t: t[:1])
+
+
+def guided_one_late(model, prompt, max_new_tokens, guess):  # reads the row after each token: one too late
+    return _guided(model, prompt, max_new_tokens, guess, lambda d, t: (t[1:] + t[-1:])[: _matched(d, t[1:]) + 1])
+
+
+def guided_keeps_going(model, prompt, max_new_tokens, guess):  # the last forward's extra tokens not cut off
+    seq = list(prompt)
+    while len(seq) - len(prompt) < max_new_tokens:
+        draft = list(guess(seq))
+        truth = _model_tokens(model, seq, draft)
+        seq += truth[: _matched(draft, truth) + 1]
+    return seq[len(prompt) :]
+
+
+def guided_with_prompt(model, prompt, max_new_tokens, guess):  # returns the prompt too
+    return list(prompt) + guided_right(model, prompt, max_new_tokens, guess)
+
+
+def guided_checks_twice(model, prompt, max_new_tokens, guess):  # a separate forward for the model's own token
+    seq = list(prompt)
+    while len(seq) - len(prompt) < max_new_tokens:
+        draft = list(guess(seq))
+        n = _matched(draft, _model_tokens(model, seq, draft))
+        seq += draft[:n]
+        seq += _model_tokens(model, seq, [])[:1]
+    return seq[len(prompt) : len(prompt) + max_new_tokens]
+
+
+def guided_tensor(model, prompt, max_new_tokens, guess):  # the right tokens, as a tensor
+    return torch.tensor(guided_right(model, prompt, max_new_tokens, guess))
+
+
 EXERCISES = {
     "check_jacobi_iteration": (
         jacobi_right,
@@ -360,6 +435,19 @@ EXERCISES = {
             mask_candidates_see_level0,
             mask_candidates_miss_x,
             mask_transposed,
+        ],
+    ),  # fmt: skip
+    "check_guided_decode": (
+        guided_right,
+        [
+            guided_trusts_guesses,
+            guided_no_bonus,
+            guided_ignores_guesses,
+            guided_one_late,
+            guided_keeps_going,
+            guided_with_prompt,
+            guided_checks_twice,
+            guided_tensor,
         ],
     ),  # fmt: skip
 }

@@ -227,3 +227,79 @@ def check_lookahead_mask(
         describe=lambda c: f"W={c[0]}, N={c[1]}, G={c[2]}",
         level=hint,
     )
+
+
+def _greedy_tokens(model: MiniLLM, prompt: list[int], n: int) -> list[int]:
+    """Greedy's next n tokens, one full forward per token (no cache: the plainest reference)."""
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
+    return seq[len(prompt) :]
+
+
+def _guesser(kind: str, k: int, prompt: list[int], truth: list[int], seed: int) -> Callable[[list[int]], list[int]]:
+    """A source of k guesses for the tokens after a sequence: greedy's own ("right"), random ("random"),
+    right then wrong ("half"), or none at all ("none")."""
+    g = torch.Generator().manual_seed(seed)
+
+    def guess(sequence: list[int]) -> list[int]:
+        done = len(sequence) - len(prompt)  # tokens settled so far
+        right = truth[done : done + k]
+        wrong = torch.randint(0, 256, (k,), generator=g).tolist()
+        return {"right": right, "random": wrong, "half": right[: k // 2] + wrong[k // 2 :], "none": []}[kind]
+
+    return guess
+
+
+def check_guided_decode(guided_decode: Callable, hint: int | None = None) -> CheckResult:
+    """guided_decode(model, prompt, max_new_tokens, guess) -> list[int]: greedy's tokens whatever the guesses,
+    at most one forward per token, and every right guess a forward is given settled by that forward."""
+    model = _tiny_model(1)
+    g = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (1, 5, 9)]
+    truths = [_greedy_tokens(model, p, 24) for p in prompts]
+    cases = [  # (prompt index, new tokens, kind of guesses, guesses per forward)
+        (0, 6, "none", 0),
+        (1, 10, "random", 3),
+        (2, 12, "right", 3),
+        (0, 9, "half", 4),
+        (1, 7, "right", 5),  # guesses past the last token asked for
+        (2, 16, "random", 1),
+    ]
+
+    def student(i, n, kind, k):
+        forwards = []
+        handle = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+        try:
+            tokens = guided_decode(model, list(prompts[i]), n, _guesser(kind, k, prompts[i], truths[i], seed=i))
+        finally:
+            handle.remove()
+        tokens = int_list_result(tokens, "guided_decode")
+        if tokens[:n] != truths[i][:n] or len(tokens) != n:
+            return tokens  # the comparison with greedy's tokens reports it
+        if len(forwards) > n:
+            raise CheckFailed(f"greedy's {n} tokens, but in {len(forwards)} forward passes: more forwards than tokens")
+        if kind == "right" and len(forwards) > -(-n // (k + 1)):
+            raise CheckFailed(
+                f"given {k} right guesses a forward, {len(forwards)} forward passes settled {n} tokens: a forward "
+                f"that is given k right guesses settles k + 1 tokens, so {-(-n // (k + 1))} would do"
+            )
+        return tokens
+
+    return run_check(
+        "guided_decode",
+        student,
+        lambda i, n, kind, k: truths[i][:n],
+        cases,
+        hints=(
+            "compare your tokens with greedy's in the case named above: a guess may be kept only where it is the "
+            "model's own argmax after everything before it, and the answer holds exactly max_new_tokens tokens; "
+            "count your forward passes too, since each one must settle at least one token and every right guess",
+            "one forward over the sequence followed by the guesses gives the model's token after the sequence "
+            "and after each guess; keep the guesses while they equal those tokens, then add the model's own token "
+            "at the first disagreement (or after the last guess); repeat until enough tokens, then cut to size",
+        ),
+        describe=lambda c: f"prompt of {len(prompts[c[0]])} tokens, {c[1]} new, {c[3]} {c[2]} guesses a forward",
+        level=hint,
+    )

@@ -74,6 +74,12 @@ def cell_centres(n: int, device=None, dtype=torch.float64) -> torch.Tensor:
     return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
 
 
+def contraction_positions(num_samples: int, num_new: int, tau: float) -> torch.Tensor:
+    """Where an update places what it fits (M + L,): the M samples of the old signal, in order, at
+    tau (j + 1/2) / M, inside (0, tau); the L new vectors at tau + (1 - tau) (i + 1/2) / L, in (tau, 1)."""
+    return torch.cat([tau * cell_centres(num_samples), tau + (1 - tau) * cell_centres(num_new)])
+
+
 def ridge_regression_matrix(
     basis: GaussianBasis, positions: torch.Tensor, ridge: float, pad: bool = True
 ) -> torch.Tensor:

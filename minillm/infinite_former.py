@@ -30,6 +30,7 @@ from .continuous_attention import (
     bin_masses,
     cell_centres,
     continuous_softmax,
+    contraction_positions,
     ridge_regression_matrix,
     sample_sticky_positions,
 )
@@ -172,7 +173,7 @@ class ContinuousMemory:
                 raise ValueError("sticky_density must be finite and >= 0 (a histogram of attention mass)")
             t_old = sample_sticky_positions(sticky_density, M, generator, self.jitter).to(coef)  # (..., M)
         old = self.basis.to(coef.device, coef.dtype)(t_old) @ coef  # (..., M, N) @ (..., N, e) -> (..., M, e)
-        positions = torch.cat([tau * cell_centres(M), tau + (1 - tau) * cell_centres(L)])  # (M + L,)
+        positions = contraction_positions(M, L, tau)  # (M + L,)
         G = self._ridge(("update", M, L), positions, x_new)  # (M + L, N)
         self._coef, self.sampled_positions = G.T @ torch.cat([old, x_new], dim=-2), t_old  # (..., N, e): both at once
         return self

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from minillm.checks import ch07
-from minillm.continuous_attention import GaussianBasis, bin_masses, gaussian_expectation, ridge_regression_matrix
+from minillm.continuous_attention import (
+    GaussianBasis,
+    bin_masses,
+    contraction_positions,
+    gaussian_expectation,
+    ridge_regression_matrix,
+)
 
 
 def package_basis_matrix(t, num_basis, sigmas):
@@ -64,12 +70,24 @@ def densities_at_bin_centres(mu, sigma_sq, num_bins):  # density value x width i
     return dens.sum(0) / num_bins
 
 
+def package_append(coef, x_new, tau, basis):  # the package's own rule for where an update places what it fits
+    s = (torch.arange(512, dtype=torch.float64) + 0.5) / 512
+    positions = contraction_positions(512, len(x_new), tau)
+    return ridge_regression_matrix(basis, positions, 1.0, pad=False).T @ torch.cat([basis(s) @ coef, x_new])
+
+
+def append_forgetting_the_past(coef, x_new, tau, basis):  # only the new vectors, fitted in (tau, 1]
+    positions = tau + (1 - tau) * (torch.arange(len(x_new), dtype=torch.float64) + 0.5) / len(x_new)
+    return ridge_regression_matrix(basis, positions, 1.0, pad=False).T @ x_new
+
+
 CASES = [
     (ch07.check_basis_matrix, package_basis_matrix, unit_height_basis),
     (ch07.check_ridge_fit, package_ridge_fit, ridge_forgotten),
     (ch07.check_expected_basis, package_expected_basis, variances_not_added),
     (ch07.check_contract, package_contract, no_squeeze),
     (ch07.check_bin_masses, package_bin_masses, densities_at_bin_centres),
+    (ch07.check_append, package_append, append_forgetting_the_past),
 ]
 
 

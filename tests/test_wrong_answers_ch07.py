@@ -250,6 +250,57 @@ def masses_float32(mu, sigma_sq, num_bins):
     return masses_right(mu.float(), sigma_sq.float(), num_bins)
 
 
+# ---------------------------------------------------------------------------------------------
+# Exercise 9: an update stated by what it must keep (any update with the properties passes)
+# ---------------------------------------------------------------------------------------------
+
+
+def _append(coef, x_new, tau, basis, samples=512, old_at=None, new_at=None, ridge=1.0, pad=False, keep_old=True):
+    s = _centres(samples)
+    old_at = tau * s if old_at is None else old_at(s, tau)
+    new_at = tau + (1 - tau) * _centres(len(x_new)) if new_at is None else new_at(len(x_new), tau)
+    x = torch.cat([basis(s) @ coef, x_new]) if keep_old else x_new
+    positions = torch.cat([old_at, new_at]) if keep_old else new_at
+    return ridge_regression_matrix(basis, positions, ridge, pad).T @ x
+
+
+def append_right(coef, x_new, tau, basis):
+    return _append(coef, x_new, tau, basis)
+
+
+def append_padded_fewer_samples(coef, x_new, tau, basis):  # another right answer: the reference's fit, M = 256
+    return _append(coef, x_new, tau, basis, samples=256, pad=True)
+
+
+def append_too_few_samples(coef, x_new, tau, basis):  # 16 samples of the past lose its detail
+    return _append(coef, x_new, tau, basis, samples=16)
+
+
+def append_not_squeezed(coef, x_new, tau, basis):  # the past left on [0, 1], under the new vectors
+    return _append(coef, x_new, tau, basis, old_at=lambda s, tau: s)
+
+
+def append_forgets_the_past(coef, x_new, tau, basis):
+    return _append(coef, x_new, tau, basis, keep_old=False)
+
+
+def append_squeezed_by_one_minus_tau(coef, x_new, tau, basis):  # the new vectors get tau of the line
+    return _append(coef, x_new, tau, basis, old_at=lambda s, tau: (1 - tau) * s,
+                   new_at=lambda L, tau: (1 - tau) + tau * _centres(L))  # fmt: skip
+
+
+def append_new_spread_over_the_line(coef, x_new, tau, basis):
+    return _append(coef, x_new, tau, basis, new_at=lambda L, tau: _centres(L))
+
+
+def append_unchanged(coef, x_new, tau, basis):
+    return coef.clone()
+
+
+def append_grown(coef, x_new, tau, basis):  # the new vectors stacked under the coefficients
+    return torch.cat([coef, x_new])
+
+
 EXERCISES = {
     "check_basis_matrix": (
         [basis_right],
@@ -306,6 +357,18 @@ EXERCISES = {
             masses_mean_over_queries,
             masses_per_query,
             masses_float32,
+        ],
+    ),  # fmt: skip
+    "check_append": (
+        [append_right, append_padded_fewer_samples],
+        [
+            append_too_few_samples,
+            append_not_squeezed,
+            append_forgets_the_past,
+            append_squeezed_by_one_minus_tau,
+            append_new_spread_over_the_line,
+            append_unchanged,
+            append_grown,
         ],
     ),  # fmt: skip
 }

@@ -273,3 +273,64 @@ def check_long_term_read(long_term_read: Callable, hint: int | None = None) -> C
         describe=lambda c: f"q {tuple(c[0].shape)}, N = {c[1].shape[-2]}, min_sigma_sq = {c[-1]:g}",
         level=hint,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 9: an update stated by what it must keep, not by its formula
+# ----------------------------------------------------------------------------------------------
+
+KEPT_TOLERANCE = 0.05  # relative error a right update stays far below (~0.03 at most); wrong ones exceed 0.16
+
+
+def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got - expected).norm() / expected.norm()).item()
+
+
+def check_append(append: Callable, hint: int | None = None) -> CheckResult:
+    """append(coef (N, e), x_new (L, e), tau, basis) -> (N, e): a memory that keeps its old content, squeezed
+    into [0, tau], and the new vectors in (tau, 1]. Checked by reading it, not by comparing coefficients."""
+    s = torch.linspace(0.1, 0.9, 161, dtype=f64)  # inside the old content, away from the ends' blur
+
+    def student(coef, x_new, tau, basis):
+        out = _float64("append", append)(coef, x_new, tau, basis)
+        if out.shape != coef.shape:
+            raise CheckFailed(f"the memory is {tuple(coef.shape)} and must stay so; got {tuple(out.shape)}")
+        old_error = _relative_error(basis(tau * s) @ out, basis(s) @ coef)
+        if old_error > KEPT_TOLERANCE:
+            raise CheckFailed(
+                f"the old content, read at tau * s, is off from the old memory read at s by {old_error:.2f} "
+                f"(relative; at most {KEPT_TOLERANCE} expected)"
+            )
+        at = tau + (1 - tau) * (torch.arange(len(x_new), dtype=f64) + 0.5) / len(x_new)  # the new vectors' cells
+        inside = (at > tau + 0.05) & (at < 0.95)
+        new_error = _relative_error(basis(at[inside]) @ out, x_new[inside])
+        if new_error > KEPT_TOLERANCE:
+            raise CheckFailed(
+                f"read at the cell centres of (tau, 1], the memory is off from the new vectors by {new_error:.2f} "
+                f"(relative; at most {KEPT_TOLERANCE} expected)"
+            )
+        return "kept"
+
+    cases = []
+    for tau, L in ((0.75, 64), (0.5, 64), (0.6, 96)):
+        t, i = (torch.arange(256, dtype=f64) + 0.5) / 256, (torch.arange(L, dtype=f64) + 0.5) / L
+        old = torch.stack([1.5 + torch.sin(2 * torch.pi * t), torch.cos(3 * t)], -1)  # (256, 2): a smooth past
+        x_new = torch.stack([1 + 0.5 * torch.sin(2 * torch.pi * i), 0.5 + 0 * i], -1)  # (L, 2): smooth new vectors
+        memory = ContinuousMemory(64, (0.01, 0.05), 1.0, tau, pad=False).fit(old)
+        cases.append((memory.coefficients, x_new, tau, memory.basis))
+    return run_check(
+        "append",
+        student,
+        lambda *case: "kept",
+        cases,
+        hints=(
+            "two reads decide: the new memory at tau * s against the old one at s (so the old content must be "
+            "re-read from the old coefficients and moved, not dropped or left where it was), and the new memory "
+            "at the cells of (tau, 1] against the new vectors; its shape must not change",
+            "sample the old signal densely (a few hundred points: too few lose its detail), place those values "
+            "at tau times their positions and the new vectors on the cell centres of (tau, 1], and ridge-fit "
+            "everything with `basis` (a ridge around 1 is fine)",
+        ),
+        describe=lambda c: f"tau = {c[2]}, L = {len(c[1])}",
+        level=hint,
+    )

@@ -12,7 +12,7 @@ import torch
 
 from minillm import masks
 from minillm.attention import distance_limit, reference_attention
-from minillm.cache import LambdaCache, WindowCache
+from minillm.cache import LambdaCache, SinkCache, WindowCache
 from minillm.checks import ch00, ch01, ch02, ch03, ch04, reset_hints
 from minillm.config import ModelConfig
 from minillm.kv_cache import KVCache
@@ -234,6 +234,15 @@ def dilated_cache(window, n_recent=None, mask_mod=None):
     cache = KVCache()
     cache.mask_mod = ch02.dilated_window(window) if mask_mod is None else mask_mod
     cache.n_recent = 2 * window if n_recent is None else n_recent
+    return cache
+
+
+def true_sink_cache(n_sink, window, n_fixed=None, n_recent=None, in_cache=False, mask_mod=None):
+    cache = KVCache()
+    cache.mask_mod = masks.sink_window(n_sink, window) if mask_mod is None else mask_mod
+    cache.n_fixed = n_sink if n_fixed is None else n_fixed
+    cache.n_recent = window if n_recent is None else n_recent
+    cache.positions_in_cache = in_cache
     return cache
 
 
@@ -523,6 +532,20 @@ CASES = {
             "plus_1_in_the_numerator_too": lambda s: (s.exp() + 1) / (1 + s.exp().sum(-1, keepdim=True)),
             "sums_over_the_first_axis": lambda s: off_by_one(s, dim=0),
             "sums_over_everything": lambda s: s.clamp(max=50).exp() / (1 + s.clamp(max=50).exp().sum()),
+        },
+        (),
+    ),
+    ch03.check_true_sink_cache: (
+        true_sink_cache,
+        {
+            "streamingllm_positions_inside_the_cache": lambda s, w: true_sink_cache(s, w, in_cache=True),
+            "the_package_sink_cache": lambda s, w: SinkCache(s, w),
+            "keeps_everything": lambda s, w: true_sink_cache(s, w, n_recent=10**6),
+            "one_recent_too_many": lambda s, w: true_sink_cache(s, w, n_recent=w + 1),
+            "one_recent_too_few": lambda s, w: true_sink_cache(s, w, n_recent=w - 1),
+            "sinks_evicted": lambda s, w: true_sink_cache(s, w, n_fixed=0),
+            "window_mask_with_sinks_kept": lambda s, w: true_sink_cache(s, w, mask_mod=masks.sliding_window(w)),
+            "not_a_cache": lambda s, w: masks.sink_window(s, w),
         },
         (),
     ),

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..cache import SinkCache
+from .. import masks
+from ..cache import KVCache, SinkCache
 from ..config import ModelConfig
 from ..model import MiniLLM
 from ..probes import sink_mass
@@ -163,3 +164,45 @@ def check_off_by_one(
         level=hint,
         describe=lambda c: f"scores {c[0].tolist() if c[0].numel() <= 4 else tuple(c[0].shape)}",
     )
+
+
+def check_true_sink_cache(make_cache: Callable[[int, int], KVCache], hint: int | None = None) -> CheckResult:
+    """make_cache(n_sink, window) -> a KVCache whose token-by-token logits equal one forward under
+    masks.sink_window(n_sink, window) at the tokens' stream positions, never holding more than
+    n_sink + window entries after a step."""
+    torch.manual_seed(0)
+    model = MiniLLM(ModelConfig(d_model=32, n_layers=2, n_heads=2, max_seq_len=32)).double().eval()
+    ids = torch.randint(0, 256, (16,), generator=torch.Generator().manual_seed(3))
+
+    def reference(n_sink, window):
+        with torch.no_grad():
+            logits = model(ids[None], mask_mod=masks.sink_window(n_sink, window)).logits[0]
+        # Every entry a later query sees must stay: the n_sink first and the window most recent.
+        held = torch.tensor([min(t + 1, n_sink + window) for t in range(len(ids))])
+        return logits, held
+
+    def student(n_sink, window):
+        cache = make_cache(n_sink, window)
+        if not isinstance(cache, KVCache):
+            raise CheckFailed(f"make_cache must return a KVCache (a subclass of it), got {type(cache).__name__}")
+        logits, held = [], []
+        with torch.no_grad():
+            for t in range(len(ids)):
+                logits.append(model(ids[None, t : t + 1], cache=cache).logits[0, 0])
+                held.append(len(cache))
+        return torch.stack(logits), torch.tensor(held)
+
+    return run_check(
+        "true_sink_cache", student, reference, [(1, 3), (2, 4), (0, 4), (4, 5)],
+        hints=(
+            "item 0 compares your logits, token by token, with one forward of the whole stream under "
+            "masks.sink_window(n_sink, window), where every token sits at its position in the stream; item 1 "
+            "counts the entries your cache holds after each step. Which keys a query sees is not enough: the "
+            "distance RoPE gives each of them must be the stream's too, and nothing a later query needs may leave",
+            "a KVCache subclass states three things: its mask_mod, its eviction rule (n_fixed first entries and "
+            "n_recent most recent, or a keep() of your own) and positions_in_cache. StreamingLLM's True "
+            "re-positions the sinks next to the window; the masked forward never does",
+        ),
+        level=hint,
+        describe=lambda c: f"n_sink={c[0]}, window={c[1]}, {len(ids)} tokens fed one at a time",
+    )  # fmt: skip

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -51,3 +53,21 @@ def test_the_readme_quotes_the_largest_recorded_peaks():
     chapter = Path(lecture[1]).name[:2]
     assert f"chapter {chapter}'s lecture at {lecture[0]:,} MB" in readme
     assert f"no practice notebook passes {practice:,} MB" in readme
+
+
+def test_the_readme_quotes_the_hub_memory_benchmark():
+    """The hub guide's table and sentences on kernels sharing SmolLM2 are benchmarks/hub_memory.py's
+    committed results (MB; a sentence's GB are thousands of MB, as the guide rounds them)."""
+    readme = (course.ROOT / "README.md").read_text()
+    results = course.ROOT / "benchmarks" / "results"
+    before, after = (json.loads((results / f"hub_memory_{label}.json").read_text()) for label in ("before", "after"))
+    runs = {label: {run["kernels"]: run for run in data["runs"]} for label, data in (("b", before), ("a", after))}
+    for n in (1, 4, 8):
+        b, a = runs["b"][n], runs["a"][n]
+        row = re.search(rf"^\| {n} \| (.*)\|$", readme, re.M)
+        assert row, f"README: the hub memory table has no row for {n} kernels"
+        cells = [re.match(r"\s*([\d,]+)", c).group(1).replace(",", "") for c in row.group(1).split("|")[:4]]
+        assert [int(c) for c in cells] == [b["mean_uss_mb"], b["total_pss_mb"], a["mean_uss_mb"], a["total_pss_mb"]]
+    eight_after, eight_before = runs["a"][8]["total_pss_mb"], runs["b"][8]["total_pss_mb"]
+    assert f"take {eight_after / 1000:.1f} GB in all instead of {eight_before / 1000:.1f} GB" in readme
+    assert f"each one adds about {runs['a'][8]['mean_uss_mb'] / 1000:.2f} GB" in readme

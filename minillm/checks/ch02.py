@@ -11,7 +11,7 @@ from ..cache import DenseCache, WindowCache
 from ..config import ModelConfig
 from ..kv_cache import KVCache
 from ..model import MiniLLM
-from .core import CheckFailed, CheckResult, run_check
+from .core import CheckFailed, CheckResult, cache_result, feed_cache, run_check
 
 
 def keep_indices(got: object, expected: torch.Tensor | None, name: str) -> torch.Tensor | None:
@@ -194,15 +194,7 @@ def check_dilated_cache(make_cache: Callable[[int], KVCache], hint: int | None =
         return logits, held
 
     def student(window):
-        cache = make_cache(window)
-        if not isinstance(cache, KVCache):
-            raise CheckFailed(f"make_cache must return a KVCache (a subclass of it), got {type(cache).__name__}")
-        logits, held = [], []
-        with torch.no_grad():
-            for t in range(len(ids)):
-                logits.append(model(ids[None, t : t + 1], cache=cache).logits[0, 0])
-                held.append(len(cache))
-        return torch.stack(logits), torch.tensor(held)
+        return feed_cache(model, ids, cache_result(make_cache(window)))
 
     return run_check(
         "dilated_cache", student, reference, [(1,), (2,), (3,)],

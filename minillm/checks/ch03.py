@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from ..model import MiniLLM
 from ..probes import sink_mass
 from .ch02 import keep_indices
-from .core import CheckFailed, CheckResult, int_result, run_check
+from .core import CheckFailed, CheckResult, cache_result, feed_cache, int_result, run_check
 
 
 def check_sink_keep(sink_keep: Callable[[int, int, int], torch.Tensor | None], hint: int | None = None) -> CheckResult:
@@ -182,15 +182,7 @@ def check_true_sink_cache(make_cache: Callable[[int, int], KVCache], hint: int |
         return logits, held
 
     def student(n_sink, window):
-        cache = make_cache(n_sink, window)
-        if not isinstance(cache, KVCache):
-            raise CheckFailed(f"make_cache must return a KVCache (a subclass of it), got {type(cache).__name__}")
-        logits, held = [], []
-        with torch.no_grad():
-            for t in range(len(ids)):
-                logits.append(model(ids[None, t : t + 1], cache=cache).logits[0, 0])
-                held.append(len(cache))
-        return torch.stack(logits), torch.tensor(held)
+        return feed_cache(model, ids, cache_result(make_cache(n_sink, window)))
 
     return run_check(
         "true_sink_cache", student, reference, [(1, 3), (2, 4), (0, 4), (4, 5)],

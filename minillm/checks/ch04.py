@@ -13,7 +13,7 @@ from ..kv_cache import KVCache
 from ..lambda_attention import block_keys, lambda_attention
 from ..rope import apply_rope
 from .ch02 import _tiny_model, draw_mask_mod
-from .core import CheckFailed, CheckResult, random_tensors, run_check, tensor_result
+from .core import CheckFailed, CheckResult, feed_cache, random_tensors, run_check, tensor_result
 
 # The three out-of-distribution factors of LM-Infinite, and which each attention variant leaves unfixed.
 FACTORS = {1: "unseen distances", 2: "more tokens than ever seen", 3: "the starting tokens are missing"}
@@ -201,14 +201,6 @@ def check_lambda_cache(make_cache: Callable[[int, int, int], KVCache], hint: int
         held = torch.tensor([min(t + 1, n_global + n_local - 1) for t in range(len(ids))])
         return logits, logits, held
 
-    def fed(cache, chunk):
-        logits, held = [], []
-        with torch.no_grad():
-            for s in range(0, len(ids), chunk):
-                logits.append(model(ids[None, s : s + chunk], cache=cache).logits[0])
-                held.append(len(cache))
-        return torch.cat(logits), torch.tensor(held)
-
     def student(n_global, n_local, limit):
         caches = [make_cache(n_global, n_local, limit) for _ in range(2)]
         for cache in caches:
@@ -217,8 +209,8 @@ def check_lambda_cache(make_cache: Callable[[int, int, int], KVCache], hint: int
                     f"make_cache must return your own subclass of KVCache, got {type(cache).__name__} "
                     "(the package's LambdaCache is the thing this exercise rebuilds)"
                 )
-        one_by_one, held = fed(caches[0], 1)
-        return one_by_one, fed(caches[1], 5)[0], held
+        one_by_one, held = feed_cache(model, ids, caches[0])
+        return one_by_one, feed_cache(model, ids, caches[1], chunk=5)[0], held
 
     return run_check(
         "lambda_cache", student, reference, [(1, 3, 3), (2, 4, 4), (3, 5, 2), (0, 4, 3), (2, 3, 6)],

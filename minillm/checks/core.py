@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from ..kv_cache import KVCache
+
 
 class CheckFailed(Exception):
     """Raised inside a checker's own comparison to report a difference (caught by run_check)."""
@@ -117,6 +119,24 @@ def int_list_result(x: object, name: str) -> list[int]:
         if isinstance(t, bool) or not isinstance(t, int):
             raise CheckFailed(f"{name} must be a list of Python ints (list[int]), but item {i} is {_type_name(t)}")
     return x
+
+
+def cache_result(x: object, name: str = "make_cache") -> KVCache:
+    """A learner's cache must be a KVCache (a subclass of it): anything else fails here, in words."""
+    if not isinstance(x, KVCache):
+        raise CheckFailed(f"{name} must return a KVCache (a subclass of it), got {type(x).__name__}")
+    return x
+
+
+def feed_cache(model: torch.nn.Module, ids: torch.Tensor, cache: KVCache, chunk: int = 1) -> tuple[torch.Tensor, ...]:
+    """Feed ids (T,) through `cache`, `chunk` tokens a forward: the logits (T, vocab) and the number of
+    entries the cache holds after each forward (what a cache exercise's properties are checked on)."""
+    logits, held = [], []
+    with torch.no_grad():
+        for start in range(0, len(ids), chunk):
+            logits.append(model(ids[None, start : start + chunk], cache=cache).logits[0])
+            held.append(len(cache))
+    return torch.cat(logits), torch.tensor(held)
 
 
 def reset_hints() -> None:

@@ -24,19 +24,29 @@ def cache_slots(model: torch.nn.Module, ids: torch.Tensor, cache: KVCache, n_ste
     """Feed ids[0], ids[1], ... (1-D) to `model` one at a time through `cache` (fresh, or already
     holding a prefix); return (n_steps, width) long: row t is the stream token in each slot of the
     cache after step t, EMPTY where the slot is unused; width is the most entries the cache held."""
-    if not isinstance(cache, KVCache):
-        raise TypeError(f"cache must be a minillm KVCache, got {type(cache).__name__}")
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
-        raise ValueError("ids must be a 1-D tensor of token ids")
-    validate.check_int("n_steps", n_steps, 1, len(ids))
+    check_feed(ids, cache, n_steps)
     held = []
     with torch.no_grad():
         for t in range(n_steps):
             model(ids[None, t : t + 1], cache=cache)
             held.append(cache.times.cpu().clone())  # the entries in slot order
-    table = torch.full((n_steps, max(len(h) for h in held)), EMPTY)
-    for row, h in zip(table, held):
-        row[: len(h)] = h
+    return padded_rows(held)
+
+
+def check_feed(ids: torch.Tensor, cache: KVCache, n_steps: int) -> None:
+    """The arguments of a picture that feeds `ids` (1-D) through `cache` for `n_steps` steps."""
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a minillm KVCache, got {type(cache).__name__}")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
+        raise ValueError("ids must be a 1-D tensor of token ids")
+    validate.check_int("n_steps", n_steps, 1, len(ids))
+
+
+def padded_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of different lengths as one (len(rows), longest) long table, EMPTY after each row's end."""
+    table = torch.full((len(rows), max(len(r) for r in rows)), EMPTY)
+    for out, row in zip(table, rows):
+        out[: len(row)] = row
     return table
 
 

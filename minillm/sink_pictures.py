@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import validate
-from .cache_pictures import EMPTY
+from .cache_pictures import check_feed, padded_rows
 from .kv_cache import KVCache
 
 
@@ -24,11 +23,7 @@ def keys_seen(
     """Feed ids[0], ..., ids[n_steps - 1] (1-D) to `model` one at a time through a fresh `cache`;
     return (tokens, positions), both (n_steps, width) long: row t lists the keys query t attends to,
     in cache order with the query last: their stream tokens, and their RoPE positions. EMPTY pads."""
-    if not isinstance(cache, KVCache):
-        raise TypeError(f"cache must be a minillm KVCache, got {type(cache).__name__}")
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1:
-        raise ValueError("ids must be a 1-D tensor of token ids")
-    validate.check_int("n_steps", n_steps, 1, len(ids))
+    check_feed(ids, cache, n_steps)
     if cache.seen:
         raise ValueError("cache must be fresh (nothing fed yet): row t is the query at stream index t")
     tokens, positions = [], []
@@ -47,11 +42,4 @@ def keys_seen(
                 model(ids[None, t : t + 1], cache=cache)
     finally:
         del cache.begin
-    return _padded(tokens), _padded(positions)
-
-
-def _padded(rows: list[torch.Tensor]) -> torch.Tensor:
-    table = torch.full((len(rows), max(len(r) for r in rows)), EMPTY)
-    for out, row in zip(table, rows):
-        out[: len(row)] = row
-    return table
+    return padded_rows(tokens), padded_rows(positions)
